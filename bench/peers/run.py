@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""One-command benchmark of HTTP model servers on the same model and load.
+
+    python bench/peers/run.py [--servers fastapi,litserve,rayserve,pytriton,brickwork]
+                              [--requests 3000] [--warmup 200] [--concurrency 32]
+                              [--model matmul|onnx|pipeline[,...]] [--runs 2] [--json out.json]
+
+Every peer lives in its own venv under bench/peers/.venvs/<peer> (created on first use). The
+script itself re-executes inside .venvs/bench (aiohttp, uvloop, numpy, onnx). Servers are started
+one at a time on free 127.0.0.1 ports, each config twice with a fresh server, and every process
+a server started is stopped by PID at the end (also on error or Ctrl-C). See README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import envs  # noqa: E402  (stdlib only)
+
+
+def bootstrap() -> None:
+    """Re-exec inside the bench venv (created on first use)."""
+    bench_py = envs.venv_python("bench")
+    if Path(sys.prefix).resolve() == envs.venv_dir("bench").resolve():
+        return
+    ok, why = envs.ensure("bench")
+    if not ok:
+        sys.exit(f"cannot create the load generator's venv: {why}")
+    os.execv(str(bench_py), [str(bench_py), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--servers", default="fastapi,litserve,rayserve,pytriton,brickwork",
+                   help="comma-separated: raw,fastapi,litserve,rayserve,pytriton,brickwork")
+    p.add_argument("--model", default="matmul",
+                   help="matmul | onnx | pipeline, or a comma-separated list")
+    p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--runs", type=int, default=2, help="fresh server starts per config")
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--max-delay-ms", type=float, default=1.0)
+    p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, s")
+    p.add_argument("--max-time", type=float, default=240.0, help="cap on one measured phase, s")
+    p.add_argument("--startup-timeout", type=float, default=180.0)
+    p.add_argument("--json", default=None, help="also write results here")
+    return p.parse_args()
+
+
+# ----------------------------------------------------------------------------------- helpers
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 2.0):
+    req = urllib.request.Request(url, data=body, method=method,
+                                 headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def log_tail(path: Path, n: int = 6) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[-600:]
+
+
+class Failed(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------------- one run
+def run_one(peer, model, idx, a, cache, rundir, bodies, expected, pool_x, log):
+    import numpy as np
+
+    import loadgen
+    import procstats
+    from peers import launch
+
+    me = os.getpid()
+    ports = free_ports(1 + peer.extra_ports)
+    rundir.mkdir(parents=True, exist_ok=True)
+    L = launch(peer, model, ports[0], cache, rundir, a.max_batch, a.max_delay_ms, ports[1:])
+    base = f"http://127.0.0.1:{ports[0]}"
+    body_of = [L.adapter.body(x, model) for x in pool_x]
+    check = L.adapter.make_check(expected)
+    logf = rundir / "server.log"
+    res = {"server": peer.name, "model": model, "run": idx, "port": ports[0],
+           "log": str(logf.relative_to(HERE))}
+    proc = None
+    try:
+        with open(logf, "wb") as lf:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(L.argv, env=L.env, cwd=L.cwd, stdout=lf,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        # --- readiness
+        method, path = L.ready
+        ready_body = body_of[0] if method == "POST" else None
+        deadline = t0 + a.startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise Failed(f"server exited with {proc.returncode} before ready: "
+                             f"{log_tail(logf)}")
+            try:
+                st, _ = http(method, base + path, ready_body, timeout=2.0)
+                if st == 200:
+                    break
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.perf_counter() > deadline:
+                raise Failed(f"not ready after {a.startup_timeout:.0f}s: {log_tail(logf)}")
+            time.sleep(0.02)
+        res["ready_s"] = round(time.perf_counter() - t0, 2)
+        # --- one checked request before anything else
+        st, data = http("POST", base + L.infer_path, body_of[0], timeout=30.0)
+        why = check(0, data) if st == 200 else f"HTTP {st}: {data[:300]!r}"
+        if why:
+            raise Failed(f"first inference wrong: {why}")
+        url = base + L.infer_path
+        headers = {"Content-Type": L.adapter.content_type}
+        # --- warm-up
+        w = loadgen.run_load(url, body_of, headers, check, a.warmup, a.concurrency, a.timeout,
+                             a.max_time)
+        if a.warmup and w.ok == 0:
+            raise Failed(f"warm-up: no valid response ({w.error_samples[:1]})")
+        res["warmup_errors"] = w.errors
+        # --- idle memory after warm-up, before load
+        time.sleep(1.0)
+        tree = procstats.descendants(me)
+        rss, pss = procstats.memory_mb(tree)
+        res.update(idle_rss_mb=round(rss, 1), idle_pss_mb=round(pss, 1), processes=len(tree),
+                   process_names=sorted({procstats.comm(p) for p in tree}))
+        # --- measured phase
+        cpu0 = procstats.cpu_seconds(procstats.descendants(me))
+        r = loadgen.run_load(url, body_of, headers, check, a.requests, a.concurrency, a.timeout,
+                             a.max_time)
+        cpu1 = procstats.cpu_seconds(procstats.descendants(me))
+        lat = sorted(r.latencies_ms)
+        res.update(
+            requests=r.sent, ok=r.ok, errors=r.errors, error_samples=r.error_samples,
+            elapsed_s=round(r.elapsed_s, 3),
+            rps=round(r.ok / r.elapsed_s, 1) if r.elapsed_s else 0.0,
+            p50_ms=round(loadgen.percentile(lat, 0.50), 2),
+            p90_ms=round(loadgen.percentile(lat, 0.90), 2),
+            p99_ms=round(loadgen.percentile(lat, 0.99), 2),
+            server_cpu_ms_per_req=round((cpu1 - cpu0) * 1000.0 / max(r.ok, 1), 3),
+            client_cpu_pct=round(100.0 * r.client_cpu_s / r.elapsed_s, 1) if r.elapsed_s else 0,
+            truncated_by_max_time=r.timed_out_run,
+            status="ok" if r.errors == 0 else "errors")
+        if proc.poll() is not None:
+            res["status"] = f"server exited ({proc.returncode}) during load"
+        del np
+    except Failed as e:
+        res.update(status="failed", reason=str(e))
+    except Exception as e:  # noqa: BLE001 - keep going with the next server
+        res.update(status="failed", reason=f"{type(e).__name__}: {e}")
+        log(traceback.format_exc())
+    finally:
+        stop_all(proc)
+    return res
+
+
+def stop_all(proc) -> None:
+    """Stop the server's process group and every descendant of ours, by PID."""
+    import procstats
+
+    left = procstats.descendants(os.getpid())
+    pgid = proc.pid if proc is not None else None
+    if proc is not None or left:
+        procstats.kill_tree(pgid, left)
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        except ChildProcessError:
+            pass
+    still = procstats.descendants(os.getpid())
+    if still:
+        procstats.kill_tree(None, still, grace_s=1.0)
+
+
+# ----------------------------------------------------------------------------------- report
+def fmt(v, nd=0):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return str(v)
+
+
+def table(results: list[dict]) -> str:
+    head = ("| server | model | run | req/s | p50 ms | p90 ms | p99 ms | errors | server CPU ms/req "
+            "| load-gen CPU % | idle RSS MB | idle PSS MB | ready after s | note |")
+    rows = [head, "|" + "---|" * 14]
+    for r in results:
+        if r["status"] in ("failed", "skipped"):
+            rows.append(f"| {r['server']} | {r['model']} | {r.get('run', '–')} | "
+                        + " | ".join(["–"] * 10)
+                        + f" | **{r['status']}**: {r.get('reason', '')[:300]} |")
+            continue
+        note = "" if r["status"] == "ok" else r["status"]
+        if r.get("errors"):
+            note += f" e.g. {r['error_samples'][0][:120]}" if r.get("error_samples") else ""
+        if r.get("client_cpu_pct", 0) > 90:
+            note += " (load generator near 100 % CPU)"
+        rows.append(
+            f"| {r['server']} | {r['model']} | {r['run']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 1)} "
+            f"| {fmt(r['p90_ms'], 1)} | {fmt(r['p99_ms'], 1)} | {r['errors']} "
+            f"| {fmt(r['server_cpu_ms_per_req'], 2)} | {fmt(r['client_cpu_pct'])} "
+            f"| {fmt(r['idle_rss_mb'])} | {fmt(r['idle_pss_mb'])} | {fmt(r['ready_s'], 1)} "
+            f"| {note.strip()} |")
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------------- main
+def main() -> int:
+    bootstrap()
+    a = parse_args()
+    import numpy as np
+
+    import loadgen
+    import models
+    import procstats
+    from peers import PEERS
+
+    def log(*m):
+        print(*m, file=sys.stderr, flush=True)
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    subreaper = procstats.become_subreaper()
+    loop_kind = loadgen.install_fast_loop()
+    servers = [s.strip() for s in a.servers.split(",") if s.strip()]
+    model_list = [m.strip() for m in a.model.split(",") if m.strip()]
+    for s in servers:
+        if s not in PEERS:
+            sys.exit(f"unknown server {s!r}; known: {', '.join(PEERS)}")
+    for m in model_list:
+        if m not in models.OUT_DIM:
+            sys.exit(f"unknown model {m!r}; known: {', '.join(models.OUT_DIM)}")
+
+    cache = models.build()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    rundir = HERE / "runs" / stamp
+    rundir.mkdir(parents=True, exist_ok=True)
+    pool_x = models.inputs(256)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": platform.node(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(), "args": vars(a), "event_loop": loop_kind,
+            "subreaper": subreaper, "versions": {}}
+    results: list[dict] = []
+    env_state: dict[str, tuple[bool, str]] = {}
+    log(f"[bench] results and server logs in {rundir}")
+    try:
+        for model in model_list:
+            expected = models.reference(model, pool_x).astype(np.float32)
+            for s in servers:
+                peer = PEERS[s]
+                if model not in peer.models or peer.skip_reason(model):
+                    why = peer.skip_reason(model) or f"{s} does not serve {model}"
+                    log(f"[bench] {s}/{model}: skipped: {why}")
+                    results.append({"server": s, "model": model, "status": "skipped",
+                                    "reason": why})
+                    continue
+                if peer.venv:
+                    if peer.venv not in env_state:
+                        log(f"[bench] {s}: preparing venv .venvs/{peer.venv}")
+                        env_state[peer.venv] = envs.ensure(peer.venv, log=log)
+                        if env_state[peer.venv][0]:
+                            meta["versions"][s] = envs.versions(peer.venv, peer.dists)
+                    ok, why = env_state[peer.venv]
+                    if not ok:
+                        results.append({"server": s, "model": model, "status": "failed",
+                                        "reason": f"install: {why}"})
+                        continue
+                for i in range(1, a.runs + 1):
+                    log(f"[bench] {s}/{model} run {i}: starting")
+                    r = run_one(peer, model, i, a, cache, rundir / f"{s}-{model}-{i}",
+                                None, expected, pool_x, log)
+                    results.append(r)
+                    if r["status"] == "failed":
+                        log(f"[bench] {s}/{model} run {i}: FAILED: {r['reason']}")
+                    else:
+                        log(f"[bench] {s}/{model} run {i}: {r['rps']:.0f} req/s, "
+                            f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, "
+                            f"cpu {r['server_cpu_ms_per_req']:.2f} ms/req, "
+                            f"PSS {r['idle_pss_mb']:.0f} MB, ready {r['ready_s']:.1f}s, "
+                            f"load-gen CPU {r['client_cpu_pct']:.0f}%")
+                    time.sleep(1.0)
+    except KeyboardInterrupt:
+        log("[bench] interrupted: stopping servers")
+        stop_all(None)
+        meta["interrupted"] = True
+    finally:
+        stop_all(None)
+    meta["loadavg_end"] = os.getloadavg()
+    out = {"meta": meta, "results": results}
+    md = table(results)
+    print(f"\n{meta['date']}, {meta['cpus']} CPUs, {a.requests} requests after {a.warmup} "
+          f"warm-up, {a.concurrency} closed-loop clients, load avg at start "
+          f"{meta['loadavg_start'][0]:.2f}\n")
+    print(md)
+    (rundir / "results.json").write_text(json.dumps(out, indent=1))
+    (rundir / "results.md").write_text(md + "\n")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1))
+    log(f"[bench] wrote {rundir / 'results.json'}" + (f" and {a.json}" if a.json else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
