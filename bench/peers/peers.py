@@ -7,6 +7,7 @@ responses. Adding a server = adding one `Peer` here.
 from __future__ import annotations
 
 import os
+import secrets
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ class Launch:
     infer_path: str
     adapter: Adapter
     cwd: str | None = None
+    cleanup: list[Path] = field(default_factory=list)   # symlinks to remove after the run
 
 
 @dataclass
@@ -129,6 +131,7 @@ def _base_env(rundir: Path) -> dict[str, str]:
 def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: int,
            delay_ms: float, extra: list[int]) -> Launch:
     env = _base_env(rundir)
+    cleanup: list[Path] = []
     args = _common_args(model, port, cache, rundir, batch, delay_ms, extra)
     n = peer.name
     if n in ("fastapi", "litserve", "raw"):
@@ -139,19 +142,30 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
     if n == "rayserve":
         ray_tmp = HERE / ".ray-tmp"  # short: Ray's unix socket paths must stay < 108 chars
         ray_tmp.mkdir(exist_ok=True)
-        hap = rundir / "haproxy"
-        hap.mkdir(parents=True, exist_ok=True)
+        token = rundir / "ray_auth_token"  # Ray 2.60 enables token auth; keep it out of ~/.ray
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        # HAProxy caps socket paths at 97 chars and Ray adds a 56-char node id below the
+        # folder: files live in the bench folder, reached through a short symlink in /tmp.
+        real = rundir / "haproxy"
+        real.mkdir(parents=True, exist_ok=True)
+        hap = Path(f"/tmp/bwh{port}")
+        if hap.is_symlink():
+            hap.unlink()
+        hap.symlink_to(real)
+        cleanup.append(hap)
         env.update(RAY_SERVE_ENABLE_HA_PROXY="1", RAY_TMPDIR=str(ray_tmp),
-                   RAY_AUTH_TOKEN_PATH=str(rundir / "ray_auth_token"),
+                   RAY_AUTH_TOKEN_PATH=str(token),
                    RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(hap / "haproxy.cfg"),
                    RAY_SERVE_HAPROXY_SOCKET_PATH=str(hap / "admin.sock"),
                    RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(hap),
                    RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(hap / "server-state"),
                    RAY_SERVE_HAPROXY_METRICS_PORT=str(extra[0]),
                    RAY_SERVE_HAPROXY_STATS_PORT=str(extra[1]),
+                   RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(hap / "metrics.sock"),
                    RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
         return Launch([peer.python(), str(SERVERS / "rayserve_app.py"), *args], env,
-                      ("POST", "/"), "/", SimpleJson())
+                      ("POST", "/"), "/", SimpleJson(), cleanup=cleanup)
     if n == "pytriton":
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = ":".join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p)

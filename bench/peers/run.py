@@ -188,6 +188,11 @@ def run_one(peer, model, idx, a, cache, rundir, bodies, expected, pool_x, log):
         log(traceback.format_exc())
     finally:
         stop_all(proc)
+        for c in L.cleanup:
+            try:
+                c.unlink()
+            except OSError:
+                pass
     return res
 
 

@@ -1,0 +1,61 @@
+"""brickwork: compose heterogeneous AI models into typed, batched, fault-tolerant pipelines.
+
+    import brickwork as bw
+
+    pipeline = (bw.function(tokenize) >> bw.onnx("model.onnx")).compile()
+    pipeline.infer({"text": ["hello"]})
+"""
+
+from .bricks import BaseBrick, Brick, BrickSpec, Tensor
+from .engine import InferResult
+from .errors import (
+    BrickworkError,
+    BuildError,
+    ConfigError,
+    DeadlineExceeded,
+    GraphError,
+    InterfaceMismatch,
+    InvalidInput,
+    ModelError,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RequestError,
+    SpecError,
+    Unauthorized,
+    UpstreamError,
+    WorkerCrashed,
+)
+from .graph import (
+    Graph,
+    Node,
+    Plan,
+    Step,
+    brick,
+    ensemble,
+    fallback,
+    function,
+    graph,
+    http,
+    onnx,
+    parallel,
+    sklearn,
+    switch,
+    torch,
+    transformers,
+)
+from .options import Batching, Breaker, FaultPolicy, StageOptions
+from .pipeline import Pipeline
+from .spec import Signature, TensorSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseBrick", "Batching", "Breaker", "Brick", "BrickSpec", "BrickworkError", "BuildError",
+    "ConfigError", "DeadlineExceeded", "FaultPolicy", "Graph", "GraphError", "InferResult",
+    "InterfaceMismatch", "InvalidInput", "ModelError", "Node", "NotFound", "Overloaded",
+    "PayloadTooLarge", "Pipeline", "Plan", "RequestError", "Signature", "SpecError",
+    "StageOptions", "Step", "Tensor", "TensorSpec", "Unauthorized", "UpstreamError",
+    "WorkerCrashed", "__version__", "brick", "ensemble", "fallback", "function", "graph",
+    "http", "onnx", "parallel", "sklearn", "switch", "torch", "transformers",
+]

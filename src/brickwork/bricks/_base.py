@@ -1,0 +1,183 @@
+"""The Brick protocol, the base class every built-in brick extends, and the kind registry."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ConfigError, SpecError
+from ..spec import Signature, TensorSpec, Tensors, to_numpy_dtype
+
+__all__ = ["BaseBrick", "Brick", "BrickSpec", "brick_from_spec", "register_kind", "sample_inputs"]
+
+
+@runtime_checkable
+class Brick(Protocol):
+    """What the engine needs of a model. Calls are batched along axis 0 of every tensor."""
+
+    name: str
+    signature: Signature
+
+    def load(self) -> None: ...
+
+    def warmup(self) -> None: ...
+
+    def __call__(self, inputs: Tensors) -> Tensors: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrickSpec:
+    """How to rebuild a brick somewhere else (a worker process, a Ray actor) without pickling
+    a live model: a registered kind and its JSON-able config. Relative paths in ``config``
+    resolve against ``base_dir``."""
+
+    kind: str
+    name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    base_dir: str = "."
+
+
+_KINDS: dict[str, str] = {
+    # kind -> "module:Class" (imported only when used, so frameworks stay optional)
+    "python": "brickwork.bricks.function:FunctionBrick",
+    "onnx": "brickwork.bricks.onnx:OnnxBrick",
+    "sklearn": "brickwork.bricks.sklearn:SklearnBrick",
+    "torch": "brickwork.bricks.torch:TorchBrick",
+    "transformers": "brickwork.bricks.transformers:TransformersBrick",
+    "http": "brickwork.bricks.http:HttpBrick",
+    "v2": "brickwork.bricks.http:RemoteV2Brick",
+}
+
+
+def register_kind(kind: str, target: str) -> None:
+    """Make ``kind`` buildable from a spec/YAML; ``target`` is ``"module:Class"`` whose class
+    has ``from_config(config, base_dir, name)``."""
+    _KINDS[kind] = target
+
+
+def kind_class(kind: str) -> Any:
+    try:
+        target = _KINDS[kind]
+    except KeyError:
+        raise ConfigError(
+            f"unknown brick kind {kind!r}; known kinds are {sorted(_KINDS)}"
+        ) from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def brick_from_spec(spec: BrickSpec) -> Brick:
+    return kind_class(spec.kind).from_config(dict(spec.config), Path(spec.base_dir), spec.name)
+
+
+class BaseBrick:
+    """Shared behaviour: idempotent load, a generated warm-up batch, no-op close.
+
+    Subclasses set ``kind``, build ``signature`` (possibly in ``load``), and implement
+    ``_call``. ``rowwise`` says output axis 0 matches input axis 0, which lets the engine
+    concatenate several requests into one batch and split the result back; a brick that
+    changes the number of items (one page in, many text lines out) sets it False.
+    ``blocking`` says the brick does real work and should run off the event loop.
+    """
+
+    kind: ClassVar[str] = "custom"
+    rowwise: bool = True
+    blocking: bool = True
+
+    def __init__(self, name: str, signature: Signature | None = None) -> None:
+        self.name = name
+        self._signature = signature
+        self._loaded = False
+        self.device = "cpu"
+
+    @property
+    def signature(self) -> Signature:
+        if self._signature is None:
+            self.load()
+        if self._signature is None:
+            raise SpecError(f"brick {self.name!r} has no signature after load()")
+        return self._signature
+
+    def load(self) -> None:
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+
+    def _load(self) -> None:
+        """Load weights/sessions; called once per worker."""
+
+    def __call__(self, inputs: Tensors) -> Tensors:
+        if not self._loaded:
+            self.load()
+        return self._call(inputs)
+
+    def _call(self, inputs: Tensors) -> Tensors:
+        raise NotImplementedError
+
+    def warmup(self) -> None:
+        self(sample_inputs(self.signature, batch_size=1))
+
+    def close(self) -> None:
+        self._loaded = False
+
+    def spec(self) -> BrickSpec:
+        """The recipe to rebuild this brick in another process."""
+        raise ConfigError(
+            f"brick {self.name!r} ({type(self).__name__}) cannot be rebuilt in another process; "
+            "give it a kind and config (or use worker='thread')"
+        )
+
+    def __repr__(self) -> str:
+        sig = self._signature if self._signature is not None else "(not loaded)"
+        return f"<{type(self).__name__} {self.name!r} {sig}>"
+
+
+def sample_inputs(signature: Signature, batch_size: int = 1) -> Tensors:
+    """A batch of zeros (or empty strings) matching a signature, for warm-up and benchmarks."""
+    return {spec.name: sample_tensor(spec, batch_size) for spec in signature.inputs}
+
+
+def sample_tensor(spec: TensorSpec, batch_size: int = 1) -> np.ndarray:
+    shape = tuple(batch_size if i == 0 else (1 if d == -1 else d) for i, d in enumerate(spec.shape))
+    if spec.dtype == "BYTES":
+        out = np.empty(shape, dtype=object)
+        out.fill("")
+        return out
+    return np.zeros(shape, dtype=to_numpy_dtype(spec.dtype))
+
+
+def import_object(target: str) -> Any:
+    """Import ``"package.module:attr.sub"``."""
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise ConfigError(f"expected 'module:attribute', got {target!r}")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import module {module!r} for {target!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"module {module!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def lazy_import(module: str, extra: str) -> Any:
+    """Import an optional framework, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{module} is not installed; install it with: pip install 'brickwork[{extra}]'"
+        ) from exc
+
+
+Factory = Callable[..., Brick]

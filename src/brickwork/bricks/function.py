@@ -1,0 +1,275 @@
+"""Plain Python functions as bricks, with the signature read from type hints.
+
+Two styles:
+
+* per-item (default): ``def score(text: str, amount: float) -> float`` is called once per item
+  of the batch with Python values; results are stacked.
+* batch (``batch=True``): the function receives and returns whole arrays.
+
+Hints map as: ``str``/``bytes`` → BYTES, ``int`` → INT64, ``float`` → FP64, ``bool`` → BOOL,
+and ``Annotated[np.ndarray, bw.Tensor("FP32", (64,))]`` for arrays (the shape is per item, the
+batch axis is added). A ``TypedDict`` or ``NamedTuple`` return type names several outputs;
+a plain return type makes one output named after the function (or ``outputs=``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, InvalidInput, ModelError, RequestError, SpecError
+from ..spec import Signature, TensorSpec, Tensors, to_numpy_dtype
+from ._base import BaseBrick, BrickSpec, import_object
+
+__all__ = ["FunctionBrick", "Tensor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """Type-hint metadata for an array parameter: ``Annotated[np.ndarray, Tensor("FP32", (64,))]``.
+    ``shape`` is per item (without the batch axis)."""
+
+    dtype: str
+    shape: tuple[int, ...] = ()
+
+
+_SCALARS: dict[Any, str] = {str: "BYTES", bytes: "BYTES", int: "INT64", float: "FP64", bool: "BOOL"}
+
+SpecLike = TensorSpec | str | tuple[str, Any] | tuple[str, Any, Sequence[int]]
+
+
+def _spec_from_hint(name: str, hint: Any, batch: bool, where: str) -> TensorSpec:
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *meta = typing.get_args(hint)
+        for m in meta:
+            if isinstance(m, Tensor):
+                return TensorSpec(name, m.dtype, (-1, *m.shape))
+        hint = base
+    if hint in _SCALARS and not batch:
+        return TensorSpec(name, _SCALARS[hint], (-1,))
+    raise SpecError(
+        f"{where} {name!r}: cannot infer a tensor spec from type hint {hint!r}; annotate it as "
+        f"str/bytes/int/float/bool or Annotated[np.ndarray, bw.Tensor('FP32', (dims...))], "
+        f"or pass inputs=/outputs= explicitly"
+    )
+
+
+def _to_spec(item: SpecLike) -> TensorSpec:
+    if isinstance(item, TensorSpec):
+        return item
+    if isinstance(item, tuple):
+        return TensorSpec(*item)
+    raise SpecError(f"expected a TensorSpec or (name, dtype[, shape]) tuple, got {item!r}")
+
+
+def _specs(value: Any, default_name: str) -> list[TensorSpec]:
+    """Normalise the ``inputs=``/``outputs=`` argument forms."""
+    if isinstance(value, Mapping):
+        return [TensorSpec(k, *(v if isinstance(v, tuple) else (v,))) for k, v in value.items()]
+    if isinstance(value, str | TensorSpec) or (
+        isinstance(value, tuple) and value and isinstance(value[0], str)
+    ):
+        value = [value]
+    out = []
+    for v in value:
+        out.append(TensorSpec(v, "FP64") if isinstance(v, str) else _to_spec(v))
+    return out
+
+
+def infer_signature(
+    fn: Callable[..., Any],
+    *,
+    batch: bool,
+    inputs: Any = None,
+    outputs: Any = None,
+    name: str,
+) -> tuple[Signature, list[str]]:
+    """The signature of ``fn`` from its hints (overridden by explicit specs) and the names of
+    its output fields in return order."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    params = [
+        p for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if inputs is not None:
+        in_specs = _specs(inputs, name)
+    else:
+        in_specs = [
+            _spec_from_hint(p.name, hints.get(p.name, inspect.Parameter.empty), batch,
+                            f"brick {name!r} parameter")
+            for p in params
+        ]
+    ret = hints.get("return", inspect.Parameter.empty)
+    if outputs is not None:
+        out_specs = _specs(outputs, name)
+        if len(out_specs) == 1 and isinstance(outputs, str) and ret is not inspect.Parameter.empty:
+            try:
+                out_specs = [_spec_from_hint(outputs, ret, batch, "return")]
+            except SpecError:
+                pass
+    elif typing.is_typeddict(ret) or (isinstance(ret, type) and hasattr(ret, "_fields")):
+        fields = typing.get_type_hints(ret, include_extras=True)
+        out_specs = [_spec_from_hint(k, v, batch, f"brick {name!r} output") for k, v in fields.items()]
+    else:
+        out_specs = [_spec_from_hint(name, ret, batch, f"brick {name!r} return value")]
+    return Signature(in_specs, out_specs), [s.name for s in out_specs]
+
+
+def _item(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class FunctionBrick(BaseBrick):
+    kind = "python"
+
+    def __init__(
+        self,
+        fn: Callable[..., Any] | str,
+        *,
+        name: str | None = None,
+        batch: bool = False,
+        inputs: Any = None,
+        outputs: Any = None,
+        rowwise: bool = True,
+        blocking: bool = False,
+        base_dir: str | Path = ".",
+    ) -> None:
+        self._target = fn if isinstance(fn, str) else None
+        func: Callable[..., Any] = import_object(fn) if isinstance(fn, str) else fn
+        if not callable(func):
+            raise ConfigError(f"{fn!r} is not callable")
+        brick_name = name or getattr(func, "__name__", "function")
+        sig, self._out_names = infer_signature(
+            func, batch=batch, inputs=inputs, outputs=outputs, name=brick_name
+        )
+        super().__init__(brick_name, sig)
+        self.fn = func
+        self.batch = batch
+        self.rowwise = rowwise
+        self.blocking = blocking
+        self._explicit = {"inputs": inputs, "outputs": outputs}
+        self._text = {s.name: _expects_str(func, s.name) for s in sig.inputs if s.dtype == "BYTES"}
+        self._out_dtypes = {s.name: s.dtype for s in sig.outputs}
+
+    # -- calling ---------------------------------------------------------------
+    def _call(self, inputs: Tensors) -> Tensors:
+        if self.batch:
+            return self._call_batch(inputs)
+        return self._call_items(inputs)
+
+    def _call_batch(self, inputs: Tensors) -> Tensors:
+        try:
+            result = self.fn(**inputs)
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"brick {self.name!r} raised {type(exc).__name__}: {exc}") from exc
+        return self._collect([result], batched=True)
+
+    def _call_items(self, inputs: Tensors) -> Tensors:
+        names = list(inputs)
+        n = len(next(iter(inputs.values()))) if inputs else 1
+        results = []
+        for i in range(n):
+            kwargs = {k: self._decode(k, _item(inputs[k][i])) for k in names}
+            try:
+                results.append(self.fn(**kwargs))
+            except RequestError:
+                raise
+            except Exception as exc:
+                raise ModelError(
+                    f"brick {self.name!r} raised {type(exc).__name__} on item {i}: {exc}"
+                ) from exc
+        return self._collect(results, batched=False)
+
+    def _decode(self, name: str, value: Any) -> Any:
+        if self._text.get(name) and isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"input {name!r} of brick {self.name!r} is not UTF-8 text") from exc
+        return value
+
+    def _collect(self, results: list[Any], *, batched: bool) -> Tensors:
+        names = self._out_names
+        columns: dict[str, list[Any]] = {n: [] for n in names}
+        for r in results:
+            if isinstance(r, Mapping):
+                missing = [n for n in names if n not in r]
+                if missing:
+                    raise ModelError(f"brick {self.name!r} returned no {missing}; got {list(r)}")
+                for n in names:
+                    columns[n].append(r[n])
+            elif len(names) > 1:
+                if not isinstance(r, tuple | list) or len(r) != len(names):
+                    raise ModelError(
+                        f"brick {self.name!r} must return {len(names)} values {names}, got {r!r}"
+                    )
+                for n, v in zip(names, r, strict=True):
+                    columns[n].append(v)
+            else:
+                columns[names[0]].append(r)
+        out: Tensors = {}
+        for n, values in columns.items():
+            value = values[0] if batched else values
+            out[n] = _as_array(value, self._out_dtypes[n], self.name, n)
+        return out
+
+    # -- recipe ----------------------------------------------------------------
+    def spec(self) -> BrickSpec:
+        target = self._target or _importable_name(self.fn)
+        if target is None:
+            return super().spec()
+        config: dict[str, Any] = {"python": target, "batch": self.batch, "rowwise": self.rowwise}
+        for key, value in self._explicit.items():
+            if value is not None:
+                config[key] = [s.to_dict() for s in _specs(value, self.name)]
+        return BrickSpec(self.kind, self.name, config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> FunctionBrick:
+        def specs(key: str) -> Any:
+            value = config.get(key)
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                return [TensorSpec(v["name"], v.get("datatype", v.get("dtype")), v.get("shape"))
+                        for v in value]
+            return value
+
+        return cls(
+            config["python"], name=name, batch=bool(config.get("batch", False)),
+            inputs=specs("inputs"), outputs=specs("outputs"),
+            rowwise=bool(config.get("rowwise", True)), blocking=bool(config.get("blocking", False)),
+        )
+
+
+def _expects_str(fn: Callable[..., Any], param: str) -> bool:
+    hint = typing.get_type_hints(fn).get(param)
+    return hint is not bytes
+
+
+def _importable_name(fn: Any) -> str | None:
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or "<" in qualname or module == "__main__":
+        return None
+    return f"{module}:{qualname}"
+
+
+def _as_array(value: Any, dtype: str, brick: str, name: str) -> np.ndarray:
+    if dtype == "BYTES":
+        arr = np.empty(len(value), dtype=object) if isinstance(value, list) else None
+        if arr is not None:
+            arr[:] = value
+            return arr
+        return np.asarray(value, dtype=object)
+    try:
+        return np.asarray(value, dtype=to_numpy_dtype(dtype))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"brick {brick!r} output {name!r} is not {dtype}: {exc}") from exc

@@ -1,0 +1,7 @@
+"""Running plans: the executor, the backend seam and the backends."""
+
+from ._backend import Backend, StageRunner
+from ._executor import Executor, InferResult
+from ._local import LocalBackend
+
+__all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "StageRunner"]

@@ -1,0 +1,239 @@
+"""Runs a plan for one request: interprets the plan tree on the event loop and submits each
+``Call`` to its stage. Control flow (sequence, fan-out, routing, voting, fallback ladders) is
+cheap Python here; compute happens behind the stages, where requests are batched."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
+from ..graph import _plan as p
+from ..spec import Tensors, dtype_of, to_numpy_dtype
+from ..adapters import LOSSLESS_CASTS
+from ._backend import StageRunner
+from ._combine import combine
+
+__all__ = ["Executor", "InferResult"]
+
+
+class InferResult(dict[str, np.ndarray]):
+    """The output tensors, plus ``rungs``: for each fallback ladder that ran, the label of the
+    rung that produced the answer (the primary's name when nothing degraded, ``"default"``
+    for the static answer)."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], rungs: dict[str, str],
+                 primaries: Mapping[str, str] | None = None) -> None:
+        super().__init__(tensors)
+        self.rungs = rungs
+        self._primaries = dict(primaries or {})
+
+    @property
+    def degraded(self) -> bool:
+        """True when any fallback ladder answered from a rung other than its primary."""
+        return any(self._primaries.get(k) != v for k, v in self.rungs.items())
+
+
+class _Request:
+    __slots__ = ("deadline", "rungs")
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.rungs: dict[str, str] = {}
+
+
+class Executor:
+    def __init__(self, plan: p.Plan, stages: Mapping[str, StageRunner]) -> None:
+        self.plan = plan
+        self.stages = stages
+        self._primary = {lad.name: lad.rungs[0][0] for lad in _ladders(plan.root)}
+
+    def validate(self, inputs: Mapping[str, Any]) -> Tensors:
+        """Check the caller's tensors against the pipeline's inputs; lists become arrays and
+        lossless casts are applied. Raises InvalidInput naming the problem."""
+        specs = {s.name: s for s in self.plan.inputs}
+        unknown = sorted(set(inputs) - set(specs))
+        if unknown:
+            raise InvalidInput(f"unknown input(s) {unknown}; pipeline {self.plan.name!r} takes {sorted(specs)}")
+        missing = sorted(set(specs) - set(inputs))
+        if missing:
+            raise InvalidInput(f"missing input(s) {missing} for pipeline {self.plan.name!r}")
+        out: Tensors = {}
+        for name, value in inputs.items():
+            spec = specs[name]
+            if not isinstance(value, np.ndarray):
+                dtype = object if spec.dtype == "BYTES" else to_numpy_dtype(spec.dtype)
+                try:
+                    value = np.asarray(value, dtype=dtype)
+                except (TypeError, ValueError) as exc:
+                    raise InvalidInput(f"input {name!r} is not {spec.dtype}: {exc}") from exc
+            else:
+                have = dtype_of(value.dtype)
+                if have != spec.dtype and (have, spec.dtype) in LOSSLESS_CASTS:
+                    value = value.astype(to_numpy_dtype(spec.dtype))
+            out[name] = spec.check(value)
+        sizes = {v.shape[0] for v in out.values() if v.ndim}
+        if len(sizes) > 1:
+            raise InvalidInput(f"inputs disagree on the batch size (axis 0): {sorted(sizes)}")
+        return out
+
+    async def run(self, inputs: Tensors, *, timeout_s: float | None = None) -> InferResult:
+        request = _Request(time.monotonic() + timeout_s if timeout_s else None)
+        env = dict(inputs)
+        await self._run(self.plan.root, env, request)
+        return InferResult({s.name: env[s.name] for s in self.plan.outputs}, request.rungs,
+                           self._primary)
+
+    # -- the interpreter ---------------------------------------------------------------
+    async def _run(self, step: p.PlanStep, env: Tensors, req: _Request) -> None:
+        if isinstance(step, p.Call):
+            await self._call(step, env, req)
+        elif isinstance(step, p.Seq):
+            for s in step.steps:
+                await self._run(s, env, req)
+        elif isinstance(step, p.Par):
+            envs = [dict(env) for _ in step.steps]
+            await _all(self._run(s, e, req) for s, e in zip(step.steps, envs, strict=True))
+            for names, e in zip(step.publishes, envs, strict=True):
+                env.update({n: e[n] for n in names})
+        elif isinstance(step, p.Scope):
+            inner = dict(env)
+            await self._run(step.step, inner, req)
+            env.update({n: inner[n] for n in step.outputs})
+        elif isinstance(step, p.Route):
+            await self._route(step, env, req)
+        elif isinstance(step, p.Vote):
+            envs = [dict(env) for _ in step.members]
+            await _all(self._run(s, e, req) for s, e in zip(step.members, envs, strict=True))
+            env.update(combine(step, [e[step.on] for e in envs]))
+        elif isinstance(step, p.Ladder):
+            await self._ladder(step, env, req)
+        else:  # pragma: no cover - compile() builds only the kinds above
+            raise TypeError(f"unknown plan step {step!r}")
+
+    async def _call(self, call: p.Call, env: Tensors, req: _Request) -> None:
+        if req.deadline is not None and time.monotonic() >= req.deadline:
+            raise DeadlineExceeded(f"deadline passed before stage {call.stage!r}")
+        args: Tensors = {}
+        for b in call.bindings:
+            value = env[b.source]
+            for adapter in b.adapters:
+                value = adapter.apply(value)
+            args[b.port] = value
+        out = await self.stages[call.stage].submit(args, req.deadline)
+        for port, name in call.publish:
+            try:
+                env[name] = out[port]
+            except KeyError:
+                raise ModelError(f"brick {call.stage!r} returned no output {port!r}; "
+                                 f"it returned {sorted(out)}") from None
+
+    async def _route(self, route: p.Route, env: Tensors, req: _Request) -> None:
+        keys = env[route.on]
+        n = len(keys)
+        values = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys.tolist()]
+        branch_of: dict[int, list[int]] = {}
+        lookup = {v: i for i, (v, _) in enumerate(route.cases)}
+        default_index = len(route.cases)
+        for item, v in enumerate(values):
+            b = lookup.get(v)
+            if b is None:
+                if route.default is None:
+                    raise InvalidInput(f"switch {route.name!r}: item {item} has {route.on}={v!r}, "
+                                       f"which matches no case {sorted(map(str, lookup))} and there is no default")
+                b = default_index
+            branch_of.setdefault(b, []).append(item)
+        steps = [s for _, s in route.cases] + ([route.default] if route.default is not None else [])
+        jobs, envs = [], []
+        for b, items in branch_of.items():
+            idx = np.asarray(items, dtype=np.intp)
+            sub = {k: (v[idx] if v.ndim and v.shape[0] == n else v) for k, v in env.items()}
+            envs.append((idx, sub))
+            jobs.append(self._run(steps[b], sub, req))
+        await _all(jobs)
+        for spec in route.outputs:
+            parts = [(idx, sub[spec.name]) for idx, sub in envs]
+            first = parts[0][1]
+            merged = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+            for idx, part in parts:
+                if part.shape[0] != len(idx):
+                    raise ModelError(f"switch {route.name!r}: branch returned {part.shape[0]} rows "
+                                     f"of {spec.name!r} for {len(idx)} items")
+                merged[idx] = part
+            env[spec.name] = merged
+
+    async def _ladder(self, ladder: p.Ladder, env: Tensors, req: _Request) -> None:
+        last: RequestError | None = None
+        for label, step in ladder.rungs:
+            attempt = dict(env)
+            try:
+                await self._run(step, attempt, req)
+            except RequestError as exc:
+                if not _triggers(exc, ladder.on):
+                    raise
+                last = exc
+                continue
+            env.update({s.name: attempt[s.name] for s in ladder.outputs})
+            req.rungs[ladder.name] = label
+            return
+        if ladder.default is not None:
+            n = _batch_size(env)
+            for name, item in ladder.default.items():
+                env[name] = np.repeat(item[np.newaxis, ...], n, axis=0)
+            req.rungs[ladder.name] = "default"
+            return
+        assert last is not None
+        raise last
+
+
+def _triggers(exc: RequestError, on: str) -> bool:
+    if on == "any":
+        return not isinstance(exc, InvalidInput)
+    return exc.is_machinery
+
+
+def _batch_size(env: Tensors) -> int:
+    for v in env.values():
+        if v.ndim:
+            return int(v.shape[0])
+    return 1
+
+
+async def _all(coros: Any) -> None:
+    """Run concurrently; on the first failure cancel the rest and raise that failure."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    if len(tasks) == 1:
+        await tasks[0]
+        return
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise
+
+
+def _ladders(step: p.PlanStep) -> list[p.Ladder]:
+    found: list[p.Ladder] = []
+    if isinstance(step, p.Ladder):
+        found.append(step)
+        for _, s in step.rungs:
+            found += _ladders(s)
+    elif isinstance(step, p.Seq | p.Par):
+        for s in step.steps:
+            found += _ladders(s)
+    elif isinstance(step, p.Route):
+        for _, s in step.cases:
+            found += _ladders(s)
+        if step.default is not None:
+            found += _ladders(step.default)
+    elif isinstance(step, p.Vote):
+        for s in step.members:
+            found += _ladders(s)
+    elif isinstance(step, p.Scope):
+        found += _ladders(step.step)
+    return found

@@ -1,0 +1,155 @@
+"""The user-facing handle on a compiled graph: ``infer``, ``ainfer``, ``stats``, ``close``.
+
+A pipeline binds to one event loop. Started from inside a running loop (``await
+pipeline.start()`` or the first ``await pipeline.ainfer()``) it uses that loop, so the server's
+hot path has no thread hop. Called synchronously (``pipeline.infer``) it starts a private loop
+on a daemon thread, so any number of threads can call it concurrently and still be batched
+together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .engine import Backend, Executor, InferResult, LocalBackend
+from .errors import ConfigError
+from .graph._plan import Plan
+
+__all__ = ["Pipeline"]
+
+
+def _backend(name: str | Backend) -> Backend:
+    if not isinstance(name, str):
+        return name
+    if name == "local":
+        return LocalBackend()
+    if name == "process":
+        from .engine import ProcessBackend  # type: ignore[attr-defined]
+
+        return ProcessBackend()  # type: ignore[no-any-return]
+    if name == "ray":
+        from .engine.ray import RayBackend  # type: ignore[import-not-found]
+
+        return RayBackend()  # type: ignore[no-any-return]
+    raise ConfigError(f"unknown backend {name!r}; use 'local', 'process' or 'ray'")
+
+
+class Pipeline:
+    def __init__(self, plan: Plan, *, backend: str | Backend = "local") -> None:
+        self.plan = plan
+        self._backend = _backend(backend)
+        self._executor: Executor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._starting: asyncio.Future[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load every brick and start the stages on the running loop (idempotent)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            raise RuntimeError(f"pipeline {self.name!r} already runs on another event loop")
+        if self._executor is not None:
+            return
+        if self._starting is None:
+            self._loop = loop
+            self._starting = loop.create_future()
+            try:
+                stages = await self._backend.start(self.plan)
+                self._executor = Executor(self.plan, stages)
+                self._starting.set_result(None)
+            except BaseException as exc:
+                self._starting.set_exception(exc)
+                self._starting.exception()  # mark retrieved
+                self._starting, self._loop = None, None
+                raise
+        else:
+            await asyncio.shield(self._starting)
+
+    def _ensure_thread(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=f"bw-{self.name}", daemon=True)
+                thread.start()
+                self._thread = thread
+                asyncio.run_coroutine_threadsafe(self._start_on(loop), loop).result()
+            assert self._loop is not None
+            return self._loop
+
+    async def _start_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        await self.start()
+
+    async def aclose(self) -> None:
+        if self._executor is not None or self._starting is not None:
+            await self._backend.stop()
+        self._executor, self._starting = None, None
+
+    def close(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        if thread is not None:
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            loop.close()
+        elif loop.is_running():
+            raise RuntimeError("pipeline runs on your event loop: use 'await pipeline.aclose()'")
+        self._loop, self._thread = None, None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Pipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- inference ------------------------------------------------------------------
+    async def ainfer(self, inputs: Mapping[str, Any], *, timeout_s: float | None = None) -> InferResult:
+        """Run one request (a batch of N items along axis 0). ``timeout_s`` becomes the
+        request's deadline through the whole graph."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            await self.start()
+        if loop is self._loop:
+            if self._executor is None:
+                await self.start()
+            assert self._executor is not None
+            return await self._executor.run(self._executor.validate(inputs), timeout_s=timeout_s)
+        assert self._loop is not None
+        fut = asyncio.run_coroutine_threadsafe(self.ainfer(inputs, timeout_s=timeout_s), self._loop)
+        return await asyncio.wrap_future(fut)
+
+    def infer(self, inputs: Mapping[str, Any], *, timeout_s: float | None = None) -> InferResult:
+        """Synchronous ``ainfer``; safe to call from many threads at once."""
+        loop = self._ensure_thread()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("infer() called on the pipeline's own event loop; use 'await ainfer()'")
+        return asyncio.run_coroutine_threadsafe(self.ainfer(inputs, timeout_s=timeout_s), loop).result()
+
+    def stats(self) -> dict[str, Any]:
+        if self._executor is None:
+            return {"stages": {}}
+        return {"stages": {n: dict(s.stats()) for n, s in self._executor.stages.items()}}
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name!r} {self.plan.signature}>"
