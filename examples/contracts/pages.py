@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .fields import ContractFields
+
 __all__ = ["PAGE_STYLES", "ContractFields", "Page", "generate_pages", "iban_check_digits"]
 
 PAGE_STYLES: tuple[str, ...] = ("clean_large", "small_font", "rotated_noisy", "wide_spacing")
@@ -33,24 +35,6 @@ _COMPANIES = (
 )
 _CURRENCIES = ("EUR", "USD", "GBP", "CHF")
 _BANK_CODES = ("37040044", "50010517", "10020030", "70150000")
-
-
-@dataclass(frozen=True, slots=True)
-class ContractFields:
-    """Ground truth for one page; the field extractor must reproduce it exactly."""
-
-    contract_no: str
-    parties: tuple[str, str]
-    amount: str  # as printed, e.g. "12,500.00"
-    currency: str  # ISO 4217 code, e.g. "EUR"
-    signed: str  # ISO date, e.g. "2025-03-14"
-    due: str  # ISO date
-    iban: str  # without spaces
-    email: str
-
-    @property
-    def amount_value(self) -> float:
-        return float(self.amount.replace(",", ""))
 
 
 @dataclass(frozen=True, slots=True)
