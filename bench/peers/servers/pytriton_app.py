@@ -4,9 +4,9 @@ Speaks Open Inference Protocol v2: POST /v2/models/<model>/infer, input "x" [1,6
 output "y". Ready: GET /v2/models/<model>/ready.
 
 For --model pipeline two PyTriton models are bound (`matmul`, `softmax`) and a Triton ensemble
-`pipeline` (matmul -> softmax) is written as config.pbtxt beside them in PyTriton's model store
-before the server starts (ensembles are not in PyTriton's API); Triton loads every model in the
-store at start (explicit mode, load-model=*). Needs LD_LIBRARY_PATH=<python LIBDIR> (the Python
+`pipeline` (matmul -> softmax) is written as config.pbtxt beside them in PyTriton's local model
+store before the server starts (ensembles are not in PyTriton's API); Triton loads all three at
+start (explicit mode, load-model=*). Needs LD_LIBRARY_PATH=<python LIBDIR> (the Python
 backend stub links libpython) - run.py sets it.
 """
 import os
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from pytriton.decorators import batch  # noqa: E402
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # noqa: E402
-from pytriton.triton import Triton, TritonConfig  # noqa: E402
+from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy  # noqa: E402
 
 from common import load_w, make_model, parse_args, softmax  # noqa: E402
 
@@ -62,7 +62,9 @@ def main():
                           grpc_port=grpc_port, metrics_port=metrics_port, metrics_address="127.0.0.1",
                           allow_metrics=False, log_verbose=0)
     workspace = os.path.join(args.workdir, "pytriton-ws") if args.workdir else None
-    triton = Triton(config=config, workspace=workspace)
+    policy = TritonLifecyclePolicy(launch_triton_on_startup=True,
+                                   local_model_store=args.model == "pipeline")
+    triton = Triton(config=config, workspace=workspace, triton_lifecycle_policy=policy)
 
     def stop(*_):
         raise KeyboardInterrupt
@@ -75,7 +77,10 @@ def main():
                     [Tensor(name="y", dtype=np.float32, shape=(64,))], config=cfg())
         triton.bind("softmax", batched(softmax), x_in,
                     [Tensor(name="y", dtype=np.float32, shape=(64,))], config=cfg())
-        store = triton._workspace.model_store_path  # noqa: SLF001 - no public API for ensembles
+        # Ensembles are not in PyTriton's API: with a local model store PyTriton writes the
+        # bound models' configs into its workspace at bind(); the ensemble's config.pbtxt goes
+        # beside them before the server starts, and Triton (load-model=*) loads all three.
+        store = triton._workspace.model_store_path  # noqa: SLF001
         os.makedirs(store / "pipeline" / "1", exist_ok=True)
         (store / "pipeline" / "config.pbtxt").write_text(ENSEMBLE.format(mbs=args.max_batch))
     else:
