@@ -37,9 +37,7 @@ class ContractFields:
 
 _CUR = r"(?P<cur>EUR|USD|GBP|CHF|€|\$|£)"
 _NUM = r"(?P<num>\d{1,3}(?:[,\s]?\d{3})*\.\d{2})"
-_AMOUNT = re.compile(
-    rf"{_CUR}\s*{_NUM}\b|{_NUM.replace('num', 'num2')}\s*{_CUR.replace('cur', 'cur2')}"
-)
+_AMOUNT = re.compile(rf"{_CUR}\s*{_NUM}\b|{_NUM.replace('num', 'num2')}\s*{_CUR.replace('cur', 'cur2')}")
 _DATE_DOTS = re.compile(r"\b(\d{1,2})\s?[./]\s?(\d{1,2})\s?[./]\s?(\d{4})\b")
 _DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _IBAN = re.compile(r"\b([A-Z]{2}\s?[0-9O]{2}(?:\s?[A-Z0-9]){11,30})\b")
@@ -107,9 +105,7 @@ def _party(lines: Sequence[str], pattern: re.Pattern[str]) -> str | None:
 
 def extract_fields(lines: Sequence[str]) -> ContractFields:
     """Fields of one page from its OCR lines (top to bottom)."""
-    contract_no = next(
-        (m.group(1).upper() for line in lines if (m := _CONTRACT_NO.search(line))), None
-    )
+    contract_no = next((m.group(1).upper() for line in lines if (m := _CONTRACT_NO.search(line))), None)
     parties = tuple(p for pat in _PARTY_LABELS if (p := _party(lines, pat)) is not None)
     amount, currency = _amount(lines)
     dated = [(line, d) for line in lines if (d := _date(line)) is not None]

@@ -91,9 +91,7 @@ def rapidocr_model_paths() -> dict[str, Path]:
 
     spec = importlib.util.find_spec("rapidocr")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            "rapidocr is not installed; pip install 'rapidocr>=3,<4' onnxruntime"
-        )
+        raise FileNotFoundError("rapidocr is not installed; pip install 'rapidocr>=3,<4' onnxruntime")
     models = Path(spec.origin).parent / "models"
     paths = {kind: models / name for kind, name in _MODEL_FILES.items()}
     missing = [str(p) for p in paths.values() if not p.is_file()]

@@ -67,9 +67,7 @@ def _round32(v: float) -> int:
     return int(round(v / 32) * 32)
 
 
-def _limit_sides(
-    img: np.ndarray, cfg: OcrConfig
-) -> tuple[np.ndarray, float, float, tuple[tuple[int, int], ...]]:
+def _limit_sides(img: np.ndarray, cfg: OcrConfig) -> tuple[np.ndarray, float, float, tuple[tuple[int, int], ...]]:
     # rapidocr.utils.process_img.resize_image_within_bounds (ratios are those of the last step)
     ratio_h = ratio_w = 1.0
     steps: list[tuple[int, int]] = []
@@ -96,15 +94,11 @@ def _work_image(image: np.ndarray, meta: DetMeta) -> np.ndarray:
     for size in meta.resize_steps:
         img = cv2.resize(img, size)
     if meta.pad_top:
-        img = cv2.copyMakeBorder(
-            img, meta.pad_top, meta.pad_top, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0)
-        )
+        img = cv2.copyMakeBorder(img, meta.pad_top, meta.pad_top, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     return img
 
 
-def det_preprocess(
-    image: np.ndarray, cfg: OcrConfig = DEFAULT_CONFIG
-) -> tuple[np.ndarray, DetMeta]:
+def det_preprocess(image: np.ndarray, cfg: OcrConfig = DEFAULT_CONFIG) -> tuple[np.ndarray, DetMeta]:
     """uint8 (H, W, 3) -> ((1, 3, H', W') float32 in [-1, 1], meta); H', W' multiples of 32."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
@@ -179,9 +173,7 @@ def _sorted_boxes(boxes: np.ndarray) -> np.ndarray:
     return by_y[np.lexsort((by_y[:, 0, 0], line_ids))]
 
 
-def det_postprocess(
-    det_output: np.ndarray, meta: DetMeta, cfg: OcrConfig = DEFAULT_CONFIG
-) -> np.ndarray:
+def det_postprocess(det_output: np.ndarray, meta: DetMeta, cfg: OcrConfig = DEFAULT_CONFIG) -> np.ndarray:
     """DB post-processing of one image's map -> boxes (M, 4, 2) float32 in reading order.
 
     ``det_output`` is ``(1, 1, h, w)`` (one row of a batch: ``out[i : i + 1]``). The
@@ -239,9 +231,7 @@ def crop_lines(image: np.ndarray, boxes: np.ndarray, meta: DetMeta) -> list[np.n
         crop_h = int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2])))
         dst = np.array([[0, 0], [crop_w, 0], [crop_w, crop_h], [0, crop_h]], dtype=np.float32)
         m = cv2.getPerspectiveTransform(pts, dst)
-        crop = cv2.warpPerspective(
-            work, m, (crop_w, crop_h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
-        )
+        crop = cv2.warpPerspective(work, m, (crop_w, crop_h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
         if crop.shape[0] * 1.0 / crop.shape[1] >= 1.5:
             crop = np.rot90(crop)
         crops.append(crop)

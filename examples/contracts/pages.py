@@ -109,9 +109,7 @@ def _page_lines(f: ContractFields) -> tuple[str, ...]:
     )
 
 
-def _render(
-    lines: tuple[str, ...], *, size: tuple[int, int], font_px: int, gap: float
-) -> Image.Image:
+def _render(lines: tuple[str, ...], *, size: tuple[int, int], font_px: int, gap: float) -> Image.Image:
     font = ImageFont.load_default(size=font_px)
     img = Image.new("L", size, color=255)
     draw = ImageDraw.Draw(img)

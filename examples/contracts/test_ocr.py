@@ -74,18 +74,14 @@ def test_split_steps_equal_rapidocr_on_resize_pad_and_rotate_paths(
     _assert_same(engine, image, ocr.run_ocr(image, sessions, charset))
 
 
-def test_det_batched_over_pages_equals_one_by_one(
-    pages: list[Page], sessions: dict[str, Any]
-) -> None:
+def test_det_batched_over_pages_equals_one_by_one(pages: list[Page], sessions: dict[str, Any]) -> None:
     same = [p for p in pages if p.image.shape == pages[0].image.shape]
     prepared = [ocr.det_preprocess(p.image) for p in same]
     batch = np.concatenate([t for t, _ in prepared])
     out = sessions["det"].run(None, {"x": batch})[0]
     for i, (tensor, meta) in enumerate(prepared):
         alone = sessions["det"].run(None, {"x": tensor})[0]
-        np.testing.assert_array_equal(
-            ocr.det_postprocess(out[i : i + 1], meta), ocr.det_postprocess(alone, meta)
-        )
+        np.testing.assert_array_equal(ocr.det_postprocess(out[i : i + 1], meta), ocr.det_postprocess(alone, meta))
 
 
 def test_rec_one_crop_per_call_equals_rapidocr_batches(
@@ -97,9 +93,7 @@ def test_rec_one_crop_per_call_equals_rapidocr_batches(
         boxes = ocr.det_postprocess(sessions["det"].run(None, {"x": tensor})[0], meta)
         crops = ocr.crop_lines(page.image, boxes, meta)
         texts = [
-            ocr.rec_postprocess(
-                sessions["rec"].run(None, {"x": ocr.rec_preprocess([c])})[0], charset
-            )[0][0]
+            ocr.rec_postprocess(sessions["rec"].run(None, {"x": ocr.rec_preprocess([c])})[0], charset)[0][0]
             for c in crops
         ]
         assert texts == list(page.lines)
