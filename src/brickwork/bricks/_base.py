@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, SpecError
-from ..spec import Signature, TensorSpec, Tensors, to_numpy_dtype
+from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 
 __all__ = ["BaseBrick", "Brick", "BrickSpec", "brick_from_spec", "register_kind", "sample_inputs"]
 
@@ -35,8 +35,10 @@ class Brick(Protocol):
 @dataclass(frozen=True, slots=True)
 class BrickSpec:
     """How to rebuild a brick somewhere else (a worker process, a Ray actor) without pickling
-    a live model: a registered kind and its JSON-able config. Relative paths in ``config``
-    resolve against ``base_dir``."""
+    a live model: a registered kind and its JSON-able config. ``config`` is exactly the brick's
+    YAML entry without stage options, so it includes the kind key: ``{"onnx": "model.onnx",
+    "providers": ["CPUExecutionProvider"]}`` or ``{"python": "pkg.mod:fn", "batch": true}``.
+    Relative paths in ``config`` resolve against ``base_dir``."""
 
     kind: str
     name: str
@@ -60,6 +62,10 @@ def register_kind(kind: str, target: str) -> None:
     """Make ``kind`` buildable from a spec/YAML; ``target`` is ``"module:Class"`` whose class
     has ``from_config(config, base_dir, name)``."""
     _KINDS[kind] = target
+
+
+def known_kinds() -> frozenset[str]:
+    return frozenset(_KINDS)
 
 
 def kind_class(kind: str) -> Any:

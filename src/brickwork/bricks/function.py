@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError, SpecError
-from ..spec import Signature, TensorSpec, Tensors, to_numpy_dtype
+from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 from ._base import BaseBrick, BrickSpec, import_object
 
 __all__ = ["FunctionBrick", "Tensor"]
@@ -89,9 +89,11 @@ def infer_signature(
     inputs: Any = None,
     outputs: Any = None,
     name: str,
+    output_name: str | None = None,
 ) -> tuple[Signature, list[str]]:
     """The signature of ``fn`` from its hints (overridden by explicit specs) and the names of
-    its output fields in return order."""
+    its output fields in return order. A single unnamed output is called ``output_name``
+    (the function's own name)."""
     hints = typing.get_type_hints(fn, include_extras=True)
     params = [
         p for p in inspect.signature(fn).parameters.values()
@@ -117,7 +119,7 @@ def infer_signature(
         fields = typing.get_type_hints(ret, include_extras=True)
         out_specs = [_spec_from_hint(k, v, batch, f"brick {name!r} output") for k, v in fields.items()]
     else:
-        out_specs = [_spec_from_hint(name, ret, batch, f"brick {name!r} return value")]
+        out_specs = [_spec_from_hint(output_name or name, ret, batch, f"brick {name!r} return value")]
     return Signature(in_specs, out_specs), [s.name for s in out_specs]
 
 
@@ -143,12 +145,16 @@ class FunctionBrick(BaseBrick):
         base_dir: str | Path = ".",
     ) -> None:
         self._target = fn if isinstance(fn, str) else None
+        self._base_dir = str(base_dir)
+        if isinstance(fn, str):
+            _on_path(Path(base_dir))
         func: Callable[..., Any] = import_object(fn) if isinstance(fn, str) else fn
         if not callable(func):
             raise ConfigError(f"{fn!r} is not callable")
         brick_name = name or getattr(func, "__name__", "function")
         sig, self._out_names = infer_signature(
-            func, batch=batch, inputs=inputs, outputs=outputs, name=brick_name
+            func, batch=batch, inputs=inputs, outputs=outputs, name=brick_name,
+            output_name=getattr(func, "__name__", brick_name),
         )
         super().__init__(brick_name, sig)
         self.fn = func
@@ -228,14 +234,24 @@ class FunctionBrick(BaseBrick):
         target = self._target or _importable_name(self.fn)
         if target is None:
             return super().spec()
-        config: dict[str, Any] = {"python": target, "batch": self.batch, "rowwise": self.rowwise}
+        config: dict[str, Any] = {"python": target}
+        if self.batch:
+            config["batch"] = True
+        if not self.rowwise:
+            config["rowwise"] = False
+        if self.blocking:
+            config["blocking"] = True
         for key, value in self._explicit.items():
             if value is not None:
                 config[key] = [s.to_dict() for s in _specs(value, self.name)]
-        return BrickSpec(self.kind, self.name, config)
+        return BrickSpec(self.kind, self.name, config, self._base_dir)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> FunctionBrick:
+        allowed = {"python", "batch", "inputs", "outputs", "rowwise", "blocking"}
+        unknown = sorted(set(config) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown python brick field(s) {unknown}; fields are {sorted(allowed)}")
         def specs(key: str) -> Any:
             value = config.get(key)
             if isinstance(value, list) and value and isinstance(value[0], dict):
@@ -247,7 +263,17 @@ class FunctionBrick(BaseBrick):
             config["python"], name=name, batch=bool(config.get("batch", False)),
             inputs=specs("inputs"), outputs=specs("outputs"),
             rowwise=bool(config.get("rowwise", True)), blocking=bool(config.get("blocking", False)),
+            base_dir=base_dir,
         )
+
+
+def _on_path(base_dir: Path) -> None:
+    """Let ``python: module:fn`` import modules that sit beside the pipeline file."""
+    import sys
+
+    path = str(base_dir.resolve())
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def _expects_str(fn: Callable[..., Any], param: str) -> bool:

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from ..adapters import LOSSLESS_CASTS
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
 from ..graph import _plan as p
 from ..spec import Tensors, dtype_of, to_numpy_dtype
-from ..adapters import LOSSLESS_CASTS
 from ._backend import StageRunner
 from ._combine import combine
 

@@ -4,6 +4,7 @@ worker thread per replica (``thread``)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,9 @@ from ..errors import DeadlineExceeded, ModelError, RequestError
 from ..graph._plan import Plan, StagePlan
 from ..spec import Tensors
 
-__all__ = ["LocalBackend", "call_brick"]
+__all__ = ["LocalBackend", "call_brick", "warm_up"]
+
+log = logging.getLogger("brickwork.engine")
 
 
 def call_brick(stage: StagePlan, inputs: Tensors) -> Tensors:
@@ -24,6 +27,19 @@ def call_brick(stage: StagePlan, inputs: Tensors) -> Tensors:
         raise
     except Exception as exc:
         raise ModelError(f"brick {stage.name!r} raised {type(exc).__name__}: {exc}") from exc
+
+
+def warm_up(stage: StagePlan) -> str | None:
+    """Run the brick's warm-up. A brick that rejects the generated sample (zeros, empty
+    strings) still serves: the failure is logged and returned, not raised. Load failures,
+    by contrast, are fatal (they happen in ``load()``)."""
+    try:
+        stage.brick.warmup()
+    except Exception as exc:  # noqa: BLE001 - any failure of the sample call is reported
+        message = f"{type(exc).__name__}: {exc}"
+        log.warning("warm-up of stage %r failed (it will still serve): %s", stage.name, message)
+        return message
+    return None
 
 
 class DirectStage:
@@ -79,7 +95,7 @@ class LocalBackend:
     async def start(self, plan: Plan) -> Mapping[str, DirectStage]:
         for stage in plan.stages.values():
             stage.brick.load()
-            stage.brick.warmup()
+            warm_up(stage)
             self._stages[stage.name] = DirectStage(stage)
         return self._stages
 

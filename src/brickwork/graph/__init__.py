@@ -1,6 +1,7 @@
 """The user's picture of a pipeline and its compilation into a Plan."""
 
 from ._compile import compile_plan
+from ._dump import dump_graph, render
 from ._nodes import brick, function, http, onnx, sklearn, torch, transformers
 from ._plan import Plan, StagePlan
 from ._steps import (
@@ -18,9 +19,11 @@ from ._steps import (
     parallel,
     switch,
 )
+from ._yaml import PipelineFile, load_graph, load_pipeline, parse_pipeline
 
 __all__ = [
-    "Ensemble", "Fallback", "Graph", "Node", "Parallel", "Plan", "Sequence_", "StagePlan",
-    "Step", "Switch", "brick", "compile_plan", "ensemble", "fallback", "function", "graph",
-    "http", "onnx", "parallel", "sklearn", "switch", "torch", "transformers",
+    "Ensemble", "Fallback", "Graph", "Node", "Parallel", "PipelineFile", "Plan", "Sequence_",
+    "StagePlan", "Step", "Switch", "brick", "compile_plan", "dump_graph", "ensemble", "fallback",
+    "function", "graph", "http", "load_graph", "load_pipeline", "onnx", "parallel",
+    "parse_pipeline", "render", "sklearn", "switch", "torch", "transformers",
 ]

@@ -234,7 +234,7 @@ class _Compiler:
                       ens.label), published
 
     def _walk_fallback(self, fb: Fallback, env: _Env) -> tuple[p.PlanStep, dict[str, _Tensor]]:
-        name = self.auto_name("fallback", fb.name)
+        name = fb.name or _label(fb.primary, 0)
         rungs, outputs = [], None
         for i, step in enumerate((fb.primary, *fb.rungs)):
             plan, out = self.walk(step, env.child())
@@ -320,7 +320,7 @@ def _default_answer(owner: str, default: Mapping[str, Any],
         arr = np.asarray(value, dtype=dtype)
         item_rank = spec.rank - 1
         if arr.ndim == item_rank + 1 and arr.shape[0] == 1:
-            arr = arr[0]
+            arr = np.asarray(arr[0], dtype=dtype)
         if arr.ndim != item_rank or not all(
             d == -1 or d == s for d, s in zip(spec.shape[1:], arr.shape)
         ):

@@ -1,0 +1,47 @@
+"""The ``brickwork`` command. Each subcommand lives in its own module ``_<name>.py`` with a
+``register(subparsers)`` that adds its parser and sets ``func(args) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ..errors import BrickworkError
+
+__all__ = ["main"]
+
+COMMANDS = ("validate", "run", "graph", "serve", "bench", "optimize")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brickwork", description="Compose, check, run, benchmark and serve model pipelines."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}._{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}._{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BrickworkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
