@@ -55,6 +55,7 @@ _KINDS: dict[str, str] = {
     "transformers": "brickwork.bricks.transformers:TransformersBrick",
     "http": "brickwork.bricks.http:HttpBrick",
     "v2": "brickwork.bricks.http:RemoteV2Brick",
+    "fake": "brickwork.testing:FakeBrick",
 }
 
 

@@ -1,0 +1,36 @@
+# brickwork: two commands on a fresh clone.
+#   make demo   creates .venv, installs, runs the contracts pipeline on real OCR models
+#   make test   creates .venv, installs every extra the suite uses, runs the whole suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+EXTRAS := onnx,sklearn,torch,hf,server,examples,dev
+
+.PHONY: demo test lint bench bench-peers clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m examples.contracts.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/engine.py
+
+bench-peers: $(STAMP)
+	$(PY) bench/peers/run.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info
