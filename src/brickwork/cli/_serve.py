@@ -1,0 +1,56 @@
+"""``brickwork serve FILE...``: serve pipelines over the Open Inference Protocol v2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "serve", help="serve pipelines over the Open Inference Protocol v2 (KServe/Triton)",
+        description="Serve one or more pipeline files, each as a model named after the file's "
+                    "top-level 'name', over HTTP (Open Inference Protocol v2, JSON and binary "
+                    "tensors). SIGTERM drains in-flight requests, then exits.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="pipeline YAML file(s)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000,
+                   help="TCP port; 0 picks a free one and prints it (default: 8000)")
+    p.add_argument("--backend", default="local", choices=("local", "process", "ray"),
+                   help="where the bricks run (default: local)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes sharing the port, each with its own copy of every "
+                        "pipeline (default: 1)")
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
+                   help="largest request body accepted, else 413 (default: 64 MiB)")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: $BRICKWORK_API_KEY, else open)")
+    p.add_argument("--timeout-s", type=float, default=None,
+                   help="default deadline of a request through the graph, seconds (default: none)")
+    p.add_argument("--drain-timeout-s", type=float, default=30.0,
+                   help="on SIGTERM, how long in-flight requests may take (default: 30)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..graph._yaml import load_pipeline
+    from ..server import ServerConfig, serve
+
+    config = ServerConfig(
+        host=args.host, port=args.port, workers=args.workers, max_body_bytes=args.max_body_bytes,
+        api_key=args.api_key or os.environ.get("BRICKWORK_API_KEY") or None,
+        request_timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
+    )
+    pipelines = [load_pipeline(f, backend=args.backend) for f in args.files]
+    names = ", ".join(repr(p.name) for p in pipelines)
+
+    def ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"brickwork: serving {names} on http://{shown}:{port}", flush=True)
+
+    serve(pipelines, config=config, on_ready=ready)
+    print("brickwork: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,15 @@
+"""A client for Open Inference Protocol v2 servers (brickwork, Triton, KServe, MLServer).
+
+    from brickwork.client import Client
+
+    with Client("http://127.0.0.1:8000") as c:
+        out = c.infer("digits", {"pixels": x})      # binary tensors by default
+        out["label"], out.rungs
+
+The wire codec in ``_wire`` is shared with the server, so both ends speak the same format.
+Needs the ``server`` extra (httpx, orjson).
+"""
+
+from ._client import AsyncClient, Client, InferResponse
+
+__all__ = ["AsyncClient", "Client", "InferResponse"]

@@ -1,0 +1,306 @@
+"""The Open Inference Protocol v2 endpoints as one lean ASGI app (no framework per request).
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live | /v2/health/ready    liveness / readiness (never need the API key)
+    GET  /v2/models/{m}[/versions/{v}]         model metadata (inputs, outputs)
+    GET  /v2/models/{m}[/versions/{v}]/ready   model readiness
+    GET  /v2/models/{m}[/versions/{v}]/config  Triton-style model config (for tritonclient)
+    POST /v2/models/{m}[/versions/{v}]/infer   inference: JSON and binary tensors
+    POST /v2/repository/index                  the models and their state
+    GET  /metrics                              Prometheus text
+
+Each pipeline is a model named after the pipeline; it has one version, ``"1"``. Pipelines start
+on the server's own event loop (lifespan startup), so an infer request reaches the engine with
+no thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+from .. import __version__
+from ..errors import InvalidInput, PayloadTooLarge, Unauthorized
+from ..pipeline import Pipeline
+from ..spec import TensorSpec
+from ._config import ServerConfig
+from ._errors import JSON, Reply, error_reply, plain_error
+from ._metrics import ModelMetrics, render
+from ._protocol import decode_request, encode_response
+
+__all__ = ["App"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "metrics"]
+_OK_EMPTY: Reply = (200, [(b"content-type", b"text/plain")], b"")
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+class Model:
+    """One served pipeline with everything the hot path needs precomputed."""
+
+    __slots__ = ("config", "inputs", "metadata", "metrics", "name", "output_names", "outputs",
+                 "pipeline", "ready")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        plan = pipeline.plan
+        self.name = pipeline.name
+        self.pipeline = pipeline
+        self.inputs: dict[str, TensorSpec] = {s.name: s for s in plan.inputs}
+        self.outputs: dict[str, TensorSpec] = {s.name: s for s in plan.outputs}
+        self.output_names = tuple(s.name for s in plan.outputs)
+        self.metrics = ModelMetrics()
+        self.ready = False
+        self.metadata = orjson.dumps({
+            "name": self.name, "versions": ["1"], "platform": "brickwork",
+            "inputs": [s.to_dict() for s in plan.inputs],
+            "outputs": [s.to_dict() for s in plan.outputs],
+        })
+        self.config = orjson.dumps({
+            "name": self.name, "platform": "brickwork", "backend": "brickwork",
+            "max_batch_size": 0,
+            "input": [_triton_io(s) for s in plan.inputs],
+            "output": [_triton_io(s) for s in plan.outputs],
+        })
+
+
+def _triton_io(spec: TensorSpec) -> dict[str, Any]:
+    dtype = "TYPE_STRING" if spec.dtype == "BYTES" else f"TYPE_{spec.dtype}"
+    return {"name": spec.name, "data_type": dtype, "dims": list(spec.shape)}
+
+
+class App:
+    """``App(pipelines, config)`` is an ASGI 3 application."""
+
+    def __init__(self, pipelines: Iterable[Pipeline], config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.models: dict[str, Model] = {}
+        for p in pipelines:
+            if p.name in self.models:
+                raise InvalidInput(f"two pipelines are named {p.name!r}; model names must be unique")
+            self.models[p.name] = Model(p)
+        self.ready = False
+        self.draining = False
+        self._key = self.config.api_key.encode() if self.config.api_key else None
+        self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
+                                          "extensions": EXTENSIONS})
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def startup(self) -> None:
+        for model in self.models.values():
+            await model.pipeline.start()
+            model.ready = True
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        for model in self.models.values():
+            model.ready = False
+            await model.pipeline.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # reported by the server, which then exits
+                    await send({"type": "lifespan.startup.failed",
+                                "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- routing -----------------------------------------------------------------------
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/v2/models/"):
+            if self._key is not None and not self._authorised(scope):
+                reply, _ = error_reply(Unauthorized("missing or wrong API key: send "
+                                                    "'Authorization: Bearer <key>'"))
+                await _send(send, reply)
+                return
+            parts = path[11:].split("/")
+            model = self.models.get(parts[0])
+            if model is None:
+                await _send(send, plain_error(404, f"unknown model {parts[0]!r}; this server has "
+                                                   f"{sorted(self.models)}"))
+                return
+            rest = parts[1:]
+            if len(rest) >= 2 and rest[0] == "versions":
+                if rest[1] != "1":
+                    await _send(send, plain_error(404, f"model {model.name!r} has no version "
+                                                       f"{rest[1]!r}; it has ['1']"))
+                    return
+                rest = rest[2:]
+            action = rest[0] if len(rest) == 1 else ("" if not rest else None)
+            if action == "infer":
+                if method != "POST":
+                    await _send(send, plain_error(405, "infer takes POST", (b"allow", b"POST")))
+                    return
+                await self._infer(model, scope, receive, send)
+                return
+            if method != "GET":
+                await _send(send, plain_error(405, f"{path} takes GET", (b"allow", b"GET")))
+            elif action == "":
+                await _send(send, (200, [JSON], model.metadata))
+            elif action == "ready":
+                await _send(send, _OK_EMPTY if model.ready and not self.draining
+                            else plain_error(503, f"model {model.name!r} is not ready"))
+            elif action == "config":
+                await _send(send, (200, [JSON], model.config))
+            else:
+                await _send(send, plain_error(404, f"no endpoint {path}"))
+            return
+        await _send(send, self._other(path, method, scope))
+
+    def _other(self, path: str, method: str, scope: Scope) -> Reply:
+        if path == "/v2/health/ready":
+            ok = self.ready and not self.draining
+            return _OK_EMPTY if ok else plain_error(503, "draining" if self.draining else "starting")
+        if path == "/v2/health/live":
+            return _OK_EMPTY
+        if self._key is not None and not self._authorised(scope):
+            return error_reply(Unauthorized("missing or wrong API key: send "
+                                            "'Authorization: Bearer <key>'"))[0]
+        if path in ("/v2", "/v2/"):
+            return 200, [JSON], self._server_meta
+        if path == "/metrics":
+            stats = {name: m.pipeline.stats() for name, m in self.models.items()}
+            body = render({n: m.metrics for n, m in self.models.items()}, stats)
+            return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
+        if path == "/v2/repository/index" and method == "POST":
+            return 200, [JSON], orjson.dumps([
+                {"name": n, "version": "1", "state": "READY" if m.ready else "UNAVAILABLE"}
+                for n, m in self.models.items()])
+        return plain_error(404, f"no endpoint {method} {path}; see /v2 and /v2/models/{{name}}")
+
+    def _authorised(self, scope: Scope) -> bool:
+        assert self._key is not None
+        for k, v in scope["headers"]:
+            if k == b"authorization" and v[:7].lower() == b"bearer ":
+                return hmac.compare_digest(v[7:].strip(), self._key)
+            if k == b"x-api-key":
+                return hmac.compare_digest(v.strip(), self._key)
+        return False
+
+    # -- the hot path ------------------------------------------------------------------
+    async def _infer(self, model: Model, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        metrics = model.metrics
+        metrics.in_flight += 1
+        kind = None
+        try:
+            body, header_length = await self._read_body(scope, receive)
+            req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+            timeout = req.timeout_s or self.config.request_timeout_s
+            result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
+            headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
+            reply: Reply = (200, headers, out)
+        except _Disconnected:
+            metrics.in_flight -= 1
+            return
+        except asyncio.CancelledError:
+            metrics.in_flight -= 1
+            raise
+        except Exception as exc:
+            reply, kind = error_reply(exc)
+        metrics.in_flight -= 1
+        metrics.observe(reply[0], time.perf_counter() - t0, kind)
+        await _send(send, reply)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
+        limit = self.config.max_body_bytes
+        declared = header_length = encoding = None
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                declared = v
+            elif k == b"inference-header-content-length":
+                header_length = v
+            elif k == b"content-encoding":
+                encoding = v.lower()
+        if declared is not None:
+            try:
+                n = int(declared)
+            except ValueError:
+                raise InvalidInput(f"bad Content-Length {declared!r}") from None
+            if n > limit:
+                raise PayloadTooLarge(f"request body is {n} bytes; this server accepts at most {limit} "
+                                      "(--max-body-bytes)")
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        body: bytes = message.get("body", b"")
+        if message.get("more_body"):
+            chunks = [body]
+            size = len(body)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise _Disconnected
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over {limit} bytes (--max-body-bytes)")
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    break
+            body = b"".join(chunks)
+        elif len(body) > limit:
+            raise PayloadTooLarge(f"request body is over {limit} bytes (--max-body-bytes)")
+        if encoding is not None and encoding != b"identity":
+            body = _decompress(body, encoding, limit)
+        hl = None
+        if header_length is not None:
+            try:
+                hl = int(header_length)
+            except ValueError:
+                raise InvalidInput(f"bad Inference-Header-Content-Length {header_length!r}") from None
+        return body, hl
+
+
+def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
+    wbits = {b"gzip": 31, b"deflate": 15}.get(encoding)
+    if wbits is None:
+        raise InvalidInput(f"Content-Encoding {encoding.decode(errors='replace')!r} is not supported; "
+                           "use gzip, deflate or none")
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the {encoding.decode()} body does not decompress: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed request body is over {limit} bytes (--max-body-bytes)")
+    return out
+
+
+async def _send(send: Send, reply: Reply) -> None:
+    status, headers, body = reply
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,51 @@
+"""Server settings: one frozen dataclass, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+__all__ = ["ServerConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """How ``brickwork serve`` listens and what it accepts.
+
+    host: interface to bind. Default ``127.0.0.1`` (loopback only); ``0.0.0.0`` for all.
+    port: TCP port; 0 picks a free one (printed when ready). Default 8000.
+    max_body_bytes: largest request body accepted; more is answered 413 before it is read
+        in full. Default 64 MiB.
+    api_key: when set, every endpoint except ``/v2/health/*`` needs ``Authorization: Bearer
+        <key>`` (or ``X-API-Key: <key>``), else 401. Default None (open).
+    request_timeout_s: default deadline of an infer request through the whole graph, when the
+        request carries none. Default None (no deadline).
+    drain_timeout_s: on SIGTERM, how long in-flight requests may take to finish before the
+        server stops anyway. Default 30 s.
+    workers: server processes sharing the port (each loads every pipeline). Default 1.
+    backlog: the listening socket's accept queue. Default 2048.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 64 * 1024 * 1024
+    api_key: str | None = None
+    request_timeout_s: float | None = None
+    drain_timeout_s: float = 30.0
+    workers: int = 1
+    backlog: int = 2048
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be an int in 0..65535 (0 = pick a free one), got {self.port!r}")
+        if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
+            raise ConfigError(f"max_body_bytes must be an int >= 1, got {self.max_body_bytes!r}")
+        if self.api_key is not None and not self.api_key:
+            raise ConfigError("api_key must be a non-empty string or None")
+        if self.request_timeout_s is not None and not self.request_timeout_s > 0:
+            raise ConfigError(f"request_timeout_s must be > 0 seconds or None, got {self.request_timeout_s!r}")
+        if not self.drain_timeout_s > 0:
+            raise ConfigError(f"drain_timeout_s must be > 0 seconds, got {self.drain_timeout_s!r}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")

@@ -1,0 +1,132 @@
+"""Prometheus text exposition for ``GET /metrics``.
+
+Server side, per model: requests by status code, a latency histogram, errors by kind, requests
+in flight. Per stage: whatever the engine reports in ``pipeline.stats()`` — numbers become
+gauges/counters named after their key, ``{value: count}`` maps (batch sizes) and
+``{"buckets": ..., "sum": ..., "count": ...}`` maps become histograms — so new engine figures
+appear without a change here.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["LATENCY_BUCKETS_S", "ModelMetrics", "render"]
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                     2.5, 5.0, 10.0)
+_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class ModelMetrics:
+    """Counters one model's requests update on the hot path (a few dict/list operations)."""
+
+    __slots__ = ("by_code", "errors", "in_flight", "latency_buckets", "latency_count", "latency_sum")
+
+    def __init__(self) -> None:
+        self.by_code: dict[int, int] = {}
+        self.errors: dict[str, int] = {}
+        self.in_flight = 0
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    def observe(self, code: int, seconds: float, error_kind: str | None = None) -> None:
+        self.by_code[code] = self.by_code.get(code, 0) + 1
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
+        if error_kind is not None:
+            self.errors[error_kind] = self.errors.get(error_kind, 0) + 1
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**kv: Any) -> str:
+    return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in kv.items()) + "}"
+
+
+def _histogram(out: list[str], name: str, labels: dict[str, Any], bounds: Iterable[float],
+               counts: list[int], total: float, count: int) -> None:
+    running = 0
+    for le, c in zip(bounds, counts, strict=False):
+        running += c
+        out.append(f"{name}_bucket{_labels(**labels, le=repr(float(le)))} {running}")
+    out.append(f"{name}_bucket{_labels(**labels, le='+Inf')} {count}")
+    out.append(f"{name}_sum{_labels(**labels)} {total!r}")
+    out.append(f"{name}_count{_labels(**labels)} {count}")
+
+
+def render(models: Mapping[str, ModelMetrics], stats: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """``stats``: model name -> ``pipeline.stats()``."""
+    out: list[str] = [
+        "# HELP brickwork_requests_total Infer requests answered, by model and HTTP status.",
+        "# TYPE brickwork_requests_total counter",
+    ]
+    for model, m in models.items():
+        for code, n in sorted(m.by_code.items()):
+            out.append(f"brickwork_requests_total{_labels(model=model, code=code)} {n}")
+    out += ["# HELP brickwork_request_errors_total Failed infer requests, by model and error kind.",
+            "# TYPE brickwork_request_errors_total counter"]
+    for model, m in models.items():
+        for kind, n in sorted(m.errors.items()):
+            out.append(f"brickwork_request_errors_total{_labels(model=model, kind=kind)} {n}")
+    out += ["# HELP brickwork_requests_in_flight Infer requests being served now.",
+            "# TYPE brickwork_requests_in_flight gauge"]
+    for model, m in models.items():
+        out.append(f"brickwork_requests_in_flight{_labels(model=model)} {m.in_flight}")
+    out += ["# HELP brickwork_request_duration_seconds Infer latency inside the server, body read "
+            "to response built.", "# TYPE brickwork_request_duration_seconds histogram"]
+    for model, m in models.items():
+        _histogram(out, "brickwork_request_duration_seconds", {"model": model}, LATENCY_BUCKETS_S,
+                   m.latency_buckets, m.latency_sum, m.latency_count)
+    _render_stages(out, stats)
+    return ("\n".join(out) + "\n").encode()
+
+
+def _render_stages(out: list[str], stats: Mapping[str, Mapping[str, Any]]) -> None:
+    families: dict[str, list[str]] = {}
+    kinds: dict[str, str] = {}
+    for model, pstats in stats.items():
+        for stage, figures in (pstats.get("stages") or {}).items():
+            for key, value in figures.items():
+                name = "brickwork_stage_" + _NAME.sub("_", str(key))
+                labels = {"model": model, "stage": stage}
+                lines = families.setdefault(name, [])
+                if isinstance(value, bool):
+                    value = int(value)
+                if isinstance(value, int | float):
+                    kinds.setdefault(name, "counter" if _is_counter(str(key)) else "gauge")
+                    lines.append(f"{name}{_labels(**labels)} {value!r}")
+                elif isinstance(value, Mapping) and "buckets" in value:
+                    kinds.setdefault(name, "histogram")
+                    buckets = value["buckets"]
+                    bounds = [float(b) for b in buckets]
+                    _histogram(lines, name, labels, bounds, [int(c) for c in buckets.values()],
+                               float(value.get("sum", 0.0)), int(value.get("count", sum(buckets.values()))))
+                elif isinstance(value, Mapping) and all(
+                        isinstance(v, int | float) for v in value.values()):
+                    kinds.setdefault(name, "gauge")
+                    for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0])):
+                        lines.append(f"{name}{_labels(**labels, key=k)} {v!r}")
+    for name, lines in families.items():
+        if lines:
+            out.append(f"# TYPE {name} {kinds.get(name, 'gauge')}")
+            out.extend(lines)
+
+
+def _is_counter(key: str) -> bool:
+    return key.endswith(("_total", "calls", "errors", "items", "batches", "requests")) or key in (
+        "busy_s", "queue_s", "compute_s", "wait_s")
+
+
+def _sort_key(k: Any) -> tuple[int, Any]:
+    try:
+        return (0, float(k))
+    except (TypeError, ValueError):
+        return (1, str(k))

@@ -1,0 +1,141 @@
+"""One v2 infer request in, one v2 infer response out — the body codec of the infer endpoint.
+
+The tensor-level codec (JSON/binary ⇄ numpy) is :mod:`brickwork.client._wire`, shared with the
+client; this module adds the request-level rules: which inputs and outputs a model has, the
+``binary_data_output``/``binary_data`` choices, the request ``id`` and its timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..client._wire import decode_tensor, dumps, encode_tensor, load_json
+from ..errors import InvalidInput
+from ..spec import TensorSpec
+
+__all__ = ["InferRequest", "decode_request", "encode_response"]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass(slots=True)
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    outputs: list[tuple[str, bool]] | None  # requested (name, binary); None = all, default form
+    binary_output: bool
+    id: str | None
+    timeout_s: float | None
+
+
+def decode_request(body: bytes, header_length: int | None, inputs: Mapping[str, TensorSpec],
+                   outputs: Mapping[str, TensorSpec], model: str) -> InferRequest:
+    size = len(body)
+    if header_length is None:
+        doc = load_json(body)
+        pos = size
+    else:
+        if not 0 <= header_length <= size:
+            raise InvalidInput(f"Inference-Header-Content-Length is {header_length} but the body "
+                               f"has {size} bytes")
+        doc = load_json(memoryview(body)[:header_length])
+        pos = header_length
+    if type(doc) is not dict:
+        raise InvalidInput("the request body must be a JSON object with an 'inputs' list")
+    items = doc.get("inputs")
+    if type(items) is not list or not items:
+        raise InvalidInput(f"'inputs' must be a non-empty list of tensors; model {model!r} takes "
+                           f"{[s.to_dict() for s in inputs.values()]}")
+    tensors: dict[str, np.ndarray] = {}
+    for item in items:
+        name, arr, pos = decode_tensor(item, body, pos)
+        if name not in inputs:
+            raise InvalidInput(f"unknown input {name!r}; model {model!r} takes {sorted(inputs)}")
+        if name in tensors:
+            raise InvalidInput(f"input {name!r} is given twice")
+        tensors[name] = arr
+    if pos != size:
+        raise InvalidInput(f"{size - pos} bytes of binary data after the last binary tensor")
+    if len(tensors) != len(inputs):
+        missing = sorted(set(inputs) - set(tensors))
+        raise InvalidInput(f"missing input(s) {missing} for model {model!r}")
+    params = doc.get("parameters")
+    binary_output = False
+    timeout_s = None
+    if params is not None:
+        if type(params) is not dict:
+            raise InvalidInput("'parameters' must be an object")
+        binary_output = params.get("binary_data_output") is True
+        timeout_s = _timeout(params)
+    req_id = doc.get("id")
+    if req_id is not None and type(req_id) is not str:
+        raise InvalidInput(f"'id' must be a string, got {req_id!r}")
+    wanted = doc.get("outputs")
+    requested: list[tuple[str, bool]] | None = None
+    if wanted is not None:
+        requested = _requested(wanted, outputs, binary_output, model)
+    return InferRequest(tensors, requested, binary_output, req_id, timeout_s)
+
+
+def _timeout(params: dict[str, Any]) -> float | None:
+    """``timeout_s`` (seconds, brickwork's) or ``timeout`` (microseconds, as tritonclient
+    sends it)."""
+    if "timeout_s" in params:
+        value = params["timeout_s"]
+        scale = 1.0
+    elif "timeout" in params:
+        value = params["timeout"]
+        scale = 1e-6
+    else:
+        return None
+    if type(value) not in (int, float) or not value > 0:
+        raise InvalidInput(f"the request timeout must be a number > 0, got {value!r}")
+    return float(value) * scale
+
+
+def _requested(wanted: Any, outputs: Mapping[str, TensorSpec], binary_output: bool,
+               model: str) -> list[tuple[str, bool]]:
+    if type(wanted) is not list:
+        raise InvalidInput("'outputs' must be a list of {name, parameters}")
+    out: list[tuple[str, bool]] = []
+    for w in wanted:
+        name = w.get("name") if type(w) is dict else None
+        if name not in outputs:
+            raise InvalidInput(f"unknown output {name!r}; model {model!r} returns {sorted(outputs)}")
+        params = w.get("parameters")
+        binary = binary_output
+        if type(params) is dict and "binary_data" in params:
+            binary = params["binary_data"] is True
+        out.append((name, binary))
+    return out
+
+
+def encode_response(model: str, req: InferRequest, result: Mapping[str, np.ndarray],
+                    output_names: tuple[str, ...], rungs: Mapping[str, str]
+                    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body. Numeric JSON data stays a numpy array all the way into orjson."""
+    wanted = req.outputs
+    if wanted is None:
+        wanted = [(name, req.binary_output) for name in output_names]
+    items = []
+    raws = []
+    for name, binary in wanted:
+        item, raw = encode_tensor(name, result[name], binary=binary)
+        items.append(item)
+        if raw is not None:
+            raws.append(raw)
+    doc: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": items}
+    if req.id is not None:
+        doc["id"] = req.id
+    if rungs:
+        # v2 parameter values must be scalars: one "rung.<ladder>" key per fallback ladder.
+        doc["parameters"] = {f"rung.{ladder}": label for ladder, label in rungs.items()}
+    header = dumps(doc)
+    if not raws:
+        return JSON_HEADERS, header
+    headers = [(b"content-type", b"application/octet-stream"),
+               (b"inference-header-content-length", str(len(header)).encode())]
+    return headers, b"".join([header, *raws])

@@ -1,0 +1,190 @@
+"""Running the app: uvicorn with httptools and uvloop on a socket we bind ourselves (so port 0
+works and the chosen port is known), graceful drain on SIGTERM, and ``workers`` processes
+forked after the bind to share the port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ..errors import ConfigError
+from ..pipeline import Pipeline
+from ._app import App
+from ._config import ServerConfig
+
+__all__ = ["bind", "make_server", "serve"]
+
+ReadyCallback = Callable[[str, int], None]
+
+
+def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _pipelines(items: Any) -> list[Pipeline]:
+    if isinstance(items, Pipeline | str | Path):
+        items = [items]
+    out: list[Pipeline] = []
+    for item in items:
+        if isinstance(item, str | Path):
+            from ..graph import _yaml
+
+            item = _yaml.load_pipeline(item)
+        elif not isinstance(item, Pipeline) and hasattr(item, "compile"):
+            item = item.compile()
+        if not isinstance(item, Pipeline):
+            raise ConfigError(f"cannot serve {item!r}: give a Pipeline, a Graph or a pipeline file")
+        out.append(item)
+    if not out:
+        raise ConfigError("nothing to serve: give at least one pipeline")
+    return out
+
+
+def make_server(app: App, *, on_ready: ReadyCallback | None = None) -> Any:
+    """A uvicorn server for ``app`` (uvicorn is imported only here)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit and on_ready is not None and sockets:
+                host, port = sockets[0].getsockname()[:2]
+                on_ready(host, port)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.draining = True  # /v2/health/ready answers 503 from now on
+            super().handle_exit(sig, frame)
+
+        def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+            self._install()
+
+        def capture_signals(self) -> Any:  # uvicorn >= 0.29; no re-raise after the drain
+            import contextlib
+
+            @contextlib.contextmanager
+            def scope() -> Any:
+                restore = self._install()
+                try:
+                    yield
+                finally:
+                    for sig, handler in restore.items():
+                        signal.signal(sig, handler)
+
+            return scope()
+
+        def _install(self) -> dict[int, Any]:
+            import threading
+
+            if threading.current_thread() is not threading.main_thread():
+                return {}
+            return {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    config = uvicorn.Config(
+        app, http="httptools", loop="uvloop", ws="none", lifespan="on", interface="asgi3",
+        log_level="warning", access_log=False, timeout_graceful_shutdown=app.config.drain_timeout_s,
+        timeout_keep_alive=30, backlog=app.config.backlog, server_header=False, date_header=False,
+    )
+    return Server(config)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - uvloop is in the server extra
+        return asyncio.new_event_loop
+
+
+def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socket,
+             on_ready: ReadyCallback | None) -> None:
+    app = App(pipelines, config)
+    server = make_server(app, on_ready=on_ready)
+    loop = _loop_factory()()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.serve(sockets=[sock]))
+    finally:
+        loop.close()
+    if not server.started:
+        raise ConfigError("the server did not start (a pipeline failed to load; see the log above)")
+
+
+def serve(pipelines: Any, *, host: str = "127.0.0.1", port: int = 8000,
+          config: ServerConfig | None = None, on_ready: ReadyCallback | None = None,
+          **options: Any) -> None:
+    """Serve one or more pipelines (``Pipeline``, ``Graph`` or pipeline-file path) over the
+    Open Inference Protocol v2 until SIGINT/SIGTERM; blocks. ``options`` are
+    :class:`ServerConfig` fields. ``on_ready(host, port)`` is called once the server answers."""
+    cfg = config or ServerConfig(host=host, port=port, **options)
+    items = _pipelines(pipelines)
+    sock = bind(cfg.host, cfg.port, cfg.backlog)
+    try:
+        if cfg.workers == 1:
+            _run_one(items, cfg, sock, on_ready)
+        else:
+            _run_workers(items, cfg, sock, on_ready)
+    finally:
+        sock.close()
+
+
+def _run_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
+                 on_ready: ReadyCallback | None) -> None:
+    """Fork ``cfg.workers`` processes after the bind (nothing has started a thread or a loop
+    yet); forward SIGINT/SIGTERM to them by PID and wait."""
+    pids: list[int] = []
+    for i in range(cfg.workers):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                _run_one(items, cfg, sock, on_ready if i == 0 else None)
+            except BaseException as exc:
+                print(f"error: worker {i}: {exc}", file=sys.stderr, flush=True)
+                code = 1
+            finally:
+                os._exit(code)
+        pids.append(pid)
+
+    def forward(sig: int, frame: FrameType | None) -> None:
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+    restore = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    failed = 0
+    try:
+        for p in pids:
+            while True:
+                try:
+                    _, status = os.waitpid(p, 0)
+                    break
+                except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                    continue
+            if os.waitstatus_to_exitcode(status) != 0:
+                failed += 1
+                forward(signal.SIGTERM, None)
+    finally:
+        for s, h in restore.items():
+            signal.signal(s, h)
+    if failed:
+        raise ConfigError(f"{failed} of {cfg.workers} server workers exited with an error")

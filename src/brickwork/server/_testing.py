@@ -1,0 +1,78 @@
+"""A real server on a free loopback port, in a background thread, for tests:
+
+    with ServerThread(pipeline) as server:
+        Client(server.url).infer("name", {"x": x})
+
+The server runs its own event loop in the thread (uvloop, httptools, the same app as
+``brickwork serve``); ``start()`` returns once it answers, and raises if it failed to start.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ._app import App
+from ._config import ServerConfig
+from ._run import _loop_factory, _pipelines, bind, make_server
+
+__all__ = ["ServerThread"]
+
+
+class ServerThread:
+    def __init__(self, pipelines: Any, *, start_timeout_s: float = 60.0, **options: Any) -> None:
+        options.setdefault("port", 0)
+        self.config = ServerConfig(**options)
+        self.app = App(_pipelines(pipelines), self.config)
+        self._start_timeout_s = start_timeout_s
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.host = self.config.host
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ServerThread:
+        sock = bind(self.config.host, self.config.port, self.config.backlog)
+        self.port = sock.getsockname()[1]
+        self._server = make_server(self.app, on_ready=lambda h, p: self._ready.set())
+
+        def run() -> None:
+            loop = _loop_factory()()
+            try:
+                loop.run_until_complete(self._server.serve(sockets=[sock]))
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                loop.close()
+                sock.close()
+                self._ready.set()
+
+        self._thread = threading.Thread(target=run, name="bw-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self._start_timeout_s):
+            self.stop()
+            raise TimeoutError(f"server not ready after {self._start_timeout_s} s")
+        if self._error is not None or not self._server.started:
+            self.stop()
+            raise RuntimeError(f"server failed to start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        """Drain and stop (like SIGTERM), then join the thread."""
+        if self._server is not None:
+            self.app.draining = True
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=self.config.drain_timeout_s + 5)
+            self._thread = None
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
