@@ -44,22 +44,27 @@ def function(fn: Callable[..., Any] | str, *, name: str | None = None, batch: bo
 
 def onnx(path: str | Path, *, name: str | None = None, providers: Any = None,
          intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-         **options: Any) -> Node:
+         optimization: str = "all", **options: Any) -> Node:
     """An ONNX model run by ONNX Runtime; the signature is read from the model."""
     from ..bricks.onnx import OnnxBrick
 
     b = OnnxBrick(path, name=name, providers=providers, intra_op_threads=intra_op_threads,
-                  inter_op_threads=inter_op_threads, device=options.get("device", "cpu"))
+                  inter_op_threads=inter_op_threads, optimization=optimization,
+                  device=options.get("device", "cpu"))
     return brick(b, **options)
 
 
 def sklearn(model: Any, *, name: str | None = None, method: str = "predict",
-            to_onnx: bool = False, n_features: int | None = None, **options: Any) -> Node:
-    """A scikit-learn estimator (object or a joblib/pickle file path *you* trust)."""
+            to_onnx: bool = False, n_features: int | None = None, sample: Any = None,
+            parity_atol: float = 1e-4, **options: Any) -> Node:
+    """A scikit-learn estimator (object or a joblib/pickle file path *you* trust).
+    With ``to_onnx=True``, ``sample`` rows check the conversion's parity within
+    ``parity_atol``."""
     from ..bricks.sklearn import SklearnBrick
 
     return brick(SklearnBrick(model, name=name, method=method, to_onnx=to_onnx,
-                              n_features=n_features), **options)
+                              n_features=n_features, sample=sample, parity_atol=parity_atol),
+                 **options)
 
 
 def torch(module: Any, *, inputs: Any, outputs: Any, name: str | None = None,
