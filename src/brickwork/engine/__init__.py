@@ -2,6 +2,7 @@
 
 from ._backend import Backend, StageRunner
 from ._executor import Executor, InferResult
-from ._local import LocalBackend
+from ._local import LocalBackend, ProcessBackend
+from ._stage import Stage
 
-__all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "StageRunner"]
+__all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Stage", "StageRunner"]

@@ -1,105 +1,71 @@
-"""The local backend: every stage in this process, on the event loop (``inline``) or on a
-worker thread per replica (``thread``)."""
+"""The local backends: every stage a :class:`~._stage.Stage` on this event loop, its replicas
+inline (on the loop), on worker threads, or in worker processes fed through shared memory.
+
+``LocalBackend`` honours each stage's resolved worker kind. ``ProcessBackend`` moves every
+stage into worker processes (each brick must be rebuildable from its ``spec()``), which is what
+``backend="process"`` selects. A Ray backend is the same shape: a ``Stage`` per plan stage
+whose replicas are actors (a ``Replica`` implementation), with nothing else changed.
+
+Replicas per worker kind: ``inline`` runs one copy on the loop whatever ``replicas`` says (one
+loop cannot run two at once); ``thread`` runs ``replicas`` threads sharing the one loaded brick;
+``process`` runs ``replicas`` processes, each loading its own copy.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from ..errors import DeadlineExceeded, ModelError, RequestError
+from ..errors import ConfigError
 from ..graph._plan import Plan, StagePlan
-from ..spec import Tensors
+from ._process import DEFAULT_ARENA_BYTES, ProcessReplica
+from ._replicas import InlineReplica, Replica, ThreadReplica, call_brick
+from ._stage import Stage
 
-__all__ = ["LocalBackend", "call_brick", "warm_up"]
-
-log = logging.getLogger("brickwork.engine")
-
-
-def call_brick(stage: StagePlan, inputs: Tensors) -> Tensors:
-    """Call a stage's brick, translating anything it raises into a RequestError."""
-    try:
-        return stage.brick(inputs)
-    except RequestError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"brick {stage.name!r} raised {type(exc).__name__}: {exc}") from exc
-
-
-def warm_up(stage: StagePlan) -> str | None:
-    """Run the brick's warm-up. A brick that rejects the generated sample (zeros, empty
-    strings) still serves: the failure is logged and returned, not raised. Load failures,
-    by contrast, are fatal (they happen in ``load()``)."""
-    try:
-        stage.brick.warmup()
-    except Exception as exc:  # noqa: BLE001 - any failure of the sample call is reported
-        message = f"{type(exc).__name__}: {exc}"
-        log.warning("warm-up of stage %r failed (it will still serve): %s", stage.name, message)
-        return message
-    return None
-
-
-class DirectStage:
-    """One call of the brick per request, no batching across requests."""
-
-    def __init__(self, stage: StagePlan) -> None:
-        self.name = stage.name
-        self.stage = stage
-        self._pool = (
-            ThreadPoolExecutor(stage.options.replicas, thread_name_prefix=f"bw-{stage.name}")
-            if stage.worker != "inline" else None
-        )
-        self._calls = 0
-        self._busy_s = 0.0
-
-    async def submit(self, inputs: Tensors, deadline: float | None) -> Tensors:
-        start = time.perf_counter()
-        timeout = self.stage.policy.timeout_s
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DeadlineExceeded(f"deadline passed before stage {self.name!r}")
-            timeout = left if timeout is None else min(timeout, left)
-        try:
-            if self._pool is None:
-                return call_brick(self.stage, inputs)
-            fut = asyncio.get_running_loop().run_in_executor(self._pool, call_brick, self.stage, inputs)
-            try:
-                return await asyncio.wait_for(fut, timeout)
-            except TimeoutError:
-                raise DeadlineExceeded(f"stage {self.name!r} took longer than {timeout:.3f} s") from None
-        finally:
-            self._calls += 1
-            self._busy_s += time.perf_counter() - start
-
-    def stats(self) -> Mapping[str, Any]:
-        return {"calls": self._calls, "busy_s": self._busy_s}
-
-    def live_replicas(self) -> int:
-        return self.stage.options.replicas
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+__all__ = ["LocalBackend", "ProcessBackend", "call_brick"]
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self) -> None:
-        self._stages: dict[str, DirectStage] = {}
+    def __init__(self, *, worker: str | None = None, arena_bytes: int = DEFAULT_ARENA_BYTES) -> None:
+        self.worker = worker
+        self.arena_bytes = arena_bytes
+        self._stages: dict[str, Stage] = {}
 
-    async def start(self, plan: Plan) -> Mapping[str, DirectStage]:
-        for stage in plan.stages.values():
-            stage.brick.load()
-            warm_up(stage)
-            self._stages[stage.name] = DirectStage(stage)
-        return self._stages
+    def _replicas(self, stage: StagePlan) -> list[Replica]:
+        kind = self.worker or stage.worker
+        n = stage.options.replicas
+        if kind == "inline":
+            return [InlineReplica(stage)]
+        if kind == "thread":
+            return [ThreadReplica(stage, i, load=i == 0) for i in range(n)]
+        if kind == "process":
+            return [ProcessReplica(stage, i, arena_bytes=self.arena_bytes) for i in range(n)]
+        raise ConfigError(f"stage {stage.name!r} asks for worker={kind!r}, which the {self.name!r} "
+                          "backend does not run; use backend='ray' or worker='thread'/'process'")
+
+    async def start(self, plan: Plan) -> Mapping[str, Stage]:
+        stages: dict[str, Stage] = {}
+        self._stages = stages
+        try:
+            for stage in plan.stages.values():
+                stages[stage.name] = Stage(stage, self._replicas(stage))
+            await asyncio.gather(*(s.start() for s in stages.values()))
+        except BaseException:
+            await self.stop()
+            raise
+        return stages
 
     async def stop(self) -> None:
-        for stage in self._stages.values():
-            stage.close()
-        self._stages.clear()
+        stages, self._stages = self._stages, {}
+        await asyncio.gather(*(s.stop() for s in stages.values()), return_exceptions=True)
+
+
+class ProcessBackend(LocalBackend):
+    """Every stage in worker processes (``backend="process"``)."""
+
+    name = "process"
+
+    def __init__(self, *, arena_bytes: int = DEFAULT_ARENA_BYTES) -> None:
+        super().__init__(worker="process", arena_bytes=arena_bytes)

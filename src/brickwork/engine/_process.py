@@ -1,0 +1,287 @@
+"""Process replicas: a stage's brick in a spawned worker process, fed through shared memory.
+
+The engine side of one worker: it spawns the process (``multiprocessing`` spawn context), owns
+its two arenas (:mod:`._shm`), writes each batch's inputs straight into the request arena (the
+concatenation of the batch's requests *is* the copy into shared memory), and copies the outputs
+out of the arenas when the answer arrives. Both the control pipe and the process sentinel are
+watched by the event loop, so a dead worker is noticed at once: its batch fails with
+``WorkerCrashed`` (the stage retries it) and a new worker is spawned. The arenas belong to
+this process, which unlinks them on stop, so a killed worker leaves nothing in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, WorkerCrashed
+from ..graph._plan import StagePlan
+from ..spec import Tensors
+from ._replicas import RunResult
+from ._shm import Arena, TensorRef, layout
+from ._worker import (
+    BatchDone,
+    BatchFailed,
+    RunBatch,
+    Shutdown,
+    WorkerFailed,
+    WorkerReady,
+    WorkerStart,
+    worker_main,
+)
+
+__all__ = ["ProcessReplica"]
+
+DEFAULT_ARENA_BYTES = 4 << 20
+_RESTART_BACKOFF_S = (0.05, 0.5, 2.0)
+
+
+def _release(*arenas: Arena) -> None:
+    for a in arenas:
+        a.release()
+
+
+class ProcessReplica:
+    """One worker process of a stage. ``on_change`` is called when it dies or comes back."""
+
+    capacity = 1
+
+    def __init__(self, stage: StagePlan, index: int = 0, *, arena_bytes: int = DEFAULT_ARENA_BYTES,
+                 start_timeout_s: float = 120.0) -> None:
+        spec_of = getattr(stage.brick, "spec", None)
+        if spec_of is None:
+            raise ConfigError(f"brick {stage.name!r} has no spec(); it cannot run in a worker process. "
+                              "Use worker='thread'")
+        self.spec = spec_of()
+        self.stage = stage
+        self.index = index
+        self.inflight = 0
+        self.batches = 0
+        self.restarts = 0
+        self.restarting = False
+        self.on_change: Callable[[], None] = lambda: None
+        self.start_timeout_s = start_timeout_s
+        self._in = Arena(arena_bytes, "in")
+        self._out = Arena(arena_bytes, "out")
+        self._finalizer = weakref.finalize(self, _release, self._in, self._out)
+        self._proc: Any = None
+        self._conn: Any = None
+        self._ready = False
+        self._stopping = False
+        self._started = False
+        self._ready_fut: asyncio.Future[None] | None = None
+        self._pending: tuple[int, asyncio.Future[RunResult], dict[str, int]] | None = None
+        self._seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._restart_task: asyncio.Future[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._ready and not self._stopping
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def info(self) -> dict[str, Any]:
+        return {"index": self.index, "kind": "process", "pid": self.pid, "alive": self.alive,
+                "restarts": self.restarts, "batches": self.batches,
+                "arena_bytes": {"in": self._in.size, "out": self._out.size}}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._spawn()
+        self._started = True
+
+    async def _spawn(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        start = WorkerStart(self.stage.name, self.index, self.spec, self.stage.options.device)
+        proc = ctx.Process(target=worker_main, args=(start, child), daemon=True,
+                           name=f"bw-{self.stage.name}-{self.index}")
+        await loop.run_in_executor(None, proc.start)
+        child.close()
+        self._proc, self._conn = proc, parent
+        self._ready_fut = loop.create_future()
+        loop.add_reader(parent.fileno(), self._on_message, proc, parent)
+        loop.add_reader(proc.sentinel, self._on_exit, proc, parent)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready_fut), self.start_timeout_s)
+        except BaseException:
+            self._kill(proc, parent)
+            raise
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._ready = False
+        proc, conn = self._proc, self._conn
+        if proc is not None:
+            self._unwatch(proc, conn)
+            try:
+                conn.send(Shutdown())
+            except (OSError, ValueError):
+                pass
+            await asyncio.get_running_loop().run_in_executor(None, proc.join, 3.0)
+            self._kill(proc, conn)
+        self._fail_pending(WorkerCrashed(f"stage {self.stage.name!r} worker stopped"))
+        self._finalizer()
+
+    def _unwatch(self, proc: Any, conn: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        for fd in (proc.sentinel, conn.fileno() if not conn.closed else None):
+            if fd is not None:
+                loop.remove_reader(fd)
+
+    def _kill(self, proc: Any, conn: Any) -> None:
+        """Make sure the process is gone and reaped (by its PID, via Process.kill)."""
+        self._unwatch(proc, conn)
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=5)
+        if not conn.closed:
+            conn.close()
+
+    # -- the hot path ------------------------------------------------------------------
+    def run(self, parts: Sequence[Tensors]) -> asyncio.Future[RunResult]:
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[RunResult] = loop.create_future()
+        if not self.alive:
+            fut.set_exception(WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} is not running"))
+            return fut
+        self.batches += 1
+        specs: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
+        pickled: dict[str, np.ndarray] = {}
+        first = parts[0]
+        rows = sum(int(next(iter(p.values())).shape[0]) for p in parts) if first else 0
+        for name, value in first.items():
+            if value.dtype.hasobject:
+                pickled[name] = value if len(parts) == 1 else np.concatenate([p[name] for p in parts])
+            else:
+                specs[name] = (value.dtype, (rows, *value.shape[1:]) if len(parts) > 1 else value.shape)
+        offsets, need = layout(specs)
+        if need > self._in.size:
+            self._grow("in", need)
+        refs = []
+        copied = 0
+        for name, (dtype, shape) in specs.items():
+            dst = self._in.array(dtype, shape, offsets[name])
+            if len(parts) == 1:
+                np.copyto(dst, first[name], casting="no")
+            else:
+                at = 0
+                for p in parts:
+                    n = p[name].shape[0]
+                    dst[at:at + n] = p[name]
+                    at += n
+            del dst
+            refs.append(TensorRef(name, dtype.str, tuple(shape), offsets[name], "in"))
+            copied += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self._seq += 1
+        counts = {"shm_in": copied, "pickled": sum(int(v.nbytes) for v in pickled.values())}
+        self._pending = (self._seq, fut, counts)
+        try:
+            self._conn.send(RunBatch(self._seq, self._in.name, self._out.name, tuple(refs), pickled))
+        except (OSError, ValueError):
+            self._on_exit(self._proc, self._conn)
+        return fut
+
+    def _grow(self, which: str, need: int) -> None:
+        old = self._in if which == "in" else self._out
+        new = Arena(max(need, 2 * old.size), which)
+        if which == "in":
+            self._in = new
+        else:
+            self._out = new
+        old.release()
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _release, self._in, self._out)
+
+    def _on_message(self, proc: Any, conn: Any) -> None:
+        try:
+            while conn.poll():
+                self._handle(conn.recv())
+        except (EOFError, OSError):
+            self._on_exit(proc, conn)
+
+    def _handle(self, msg: Any) -> None:
+        if isinstance(msg, WorkerReady | WorkerFailed):
+            fut = self._ready_fut
+            if fut is not None and not fut.done():
+                if isinstance(msg, WorkerReady):
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(ConfigError(msg.message))
+            return
+        pending = self._pending
+        if pending is None or pending[0] != msg.seq:
+            return  # an answer to a batch that was already given up
+        self._pending = None
+        _, fut, counts = pending
+        if isinstance(msg, BatchFailed):
+            if not fut.done():
+                fut.set_exception(msg.error)
+            return
+        assert isinstance(msg, BatchDone)
+        out: Tensors = {}
+        copied_out = 0
+        for ref in msg.outputs:
+            arena = self._in if ref.arena == "in" else self._out
+            out[ref.name] = arena.view(ref).copy()
+            copied_out += ref.nbytes
+        out.update(msg.pickled)
+        counts = {**counts, "shm_out": copied_out + msg.copied,
+                  "pickled": counts["pickled"] + sum(int(v.nbytes) for v in msg.pickled.values())}
+        if msg.out_needed > self._out.size:
+            self._grow("out", msg.out_needed)
+        if not fut.done():
+            fut.set_result(RunResult(out, msg.compute_s, {k: v for k, v in counts.items() if v}))
+
+    def _fail_pending(self, exc: Exception) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending[1].done():
+            pending[1].set_exception(exc)
+
+    def _on_exit(self, proc: Any, conn: Any) -> None:
+        """The worker's sentinel fired (or its pipe broke): it is dead."""
+        if proc is not self._proc:
+            return
+        self._kill(proc, conn)
+        self._proc = None
+        self._ready = False
+        code = proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        err = WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} (pid {proc.pid}) died ({how})")
+        fut = self._ready_fut
+        if fut is not None and not fut.done():
+            fut.set_exception(err)
+        self._fail_pending(err)
+        if self._started and not self._stopping and not self.restarting:
+            self.restarting = True
+            self._restart_task = asyncio.ensure_future(self._restart())
+        self.on_change()
+
+    async def _restart(self) -> None:
+        try:
+            for delay in _RESTART_BACKOFF_S:
+                await asyncio.sleep(delay)
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn()
+                except Exception:
+                    continue
+                self.restarts += 1
+                return
+        finally:
+            self.restarting = False
+            if not self._stopping:
+                self.on_change()

@@ -1,0 +1,131 @@
+"""Shared-memory arenas: how tensors cross between the engine and a worker process.
+
+Each worker gets two arenas, allocated once by the parent (which owns and unlinks them): the
+*request* arena the parent writes a batch's inputs into, and the *response* arena the worker
+writes the outputs into. A batch is laid out from offset 0 (one batch is in flight per worker);
+the control message carries only :class:`TensorRef` s — name, dtype, shape, offset. The worker
+reads its inputs as views (no copy); an output that *is* an input (a pass-through) is answered
+with a reference into the request arena instead of being copied. An arena that is too small is
+replaced by a larger one (the parent grows it; the worker maps the new name on first use).
+
+BYTES (object) tensors have no fixed layout; they travel pickled in the control message and are
+counted as ``pickled`` bytes.
+
+The worker maps arenas with ``mmap`` directly rather than ``SharedMemory``: on Python < 3.13
+attaching a ``SharedMemory`` registers it with the resource tracker, which would unlink the
+parent's segment when the worker exits.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ALIGN", "Arena", "TensorRef", "WorkerArena", "layout"]
+
+ALIGN = 64
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRef:
+    """Where one tensor lies: in which arena (``"in"`` or ``"out"``), at which byte offset."""
+
+    name: str
+    dtype: str  # numpy dtype string, e.g. "<f4"
+    shape: tuple[int, ...]
+    offset: int
+    arena: str = "in"
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+def layout(specs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> tuple[dict[str, int], int]:
+    """Offsets for tensors of the given dtypes and shapes, each aligned; and the bytes needed."""
+    offsets: dict[str, int] = {}
+    at = 0
+    for name, (dtype, shape) in specs.items():
+        offsets[name] = at
+        at = _align(at + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+    return offsets, at
+
+
+def _view(buf: Any, ref: TensorRef) -> np.ndarray:
+    dtype = np.dtype(ref.dtype)
+    count = int(np.prod(ref.shape, dtype=np.int64))
+    return np.frombuffer(buf, dtype=dtype, count=count, offset=ref.offset).reshape(ref.shape)
+
+
+class Arena:
+    """A shared-memory segment created and owned by this (the parent) process."""
+
+    def __init__(self, size: int, label: str) -> None:
+        self.size = max(_align(size), ALIGN)
+        name = f"bw_{os.getpid()}_{label}_{secrets.token_hex(4)}"
+        self._shm = shared_memory.SharedMemory(name=name, create=True, size=self.size)
+        self.name = self._shm.name
+
+    def view(self, ref: TensorRef) -> np.ndarray:
+        return _view(self._shm.buf, ref)
+
+    def array(self, dtype: np.dtype[Any], shape: tuple[int, ...], offset: int) -> np.ndarray:
+        return np.ndarray(shape, dtype=dtype, buffer=self._shm.buf, offset=offset)
+
+    def release(self) -> None:
+        """Unmap and unlink. Safe to call twice; the segment is gone from /dev/shm after."""
+        shm, self._shm = self._shm, None  # type: ignore[assignment]
+        if shm is None:
+            return
+        try:
+            shm.close()
+        except BufferError:  # a view still exported; the mapping dies with the process
+            pass
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class WorkerArena:
+    """An arena as the worker sees it: mapped by name, never registered for cleanup here."""
+
+    def __init__(self, name: str) -> None:
+        import _posixshmem  # the module SharedMemory itself uses
+
+        fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+        try:
+            self.size = os.fstat(fd).st_size
+            self._mmap = mmap.mmap(fd, self.size)
+        finally:
+            os.close(fd)
+        self.name = name
+        self._bytes = np.frombuffer(self._mmap, dtype=np.uint8)
+        self.base = int(self._bytes.ctypes.data)
+
+    def view(self, ref: TensorRef) -> np.ndarray:
+        return _view(self._mmap, ref)
+
+    def offset_of(self, array: np.ndarray) -> int | None:
+        """The offset of ``array`` inside this arena when it lies there contiguously."""
+        if not array.flags.c_contiguous or array.dtype.hasobject:
+            return None
+        addr = int(array.__array_interface__["data"][0])
+        if self.base <= addr and addr + array.nbytes <= self.base + self.size:
+            return addr - self.base
+        return None
+
+    def write(self, array: np.ndarray, offset: int) -> None:
+        dst = np.ndarray(array.shape, dtype=array.dtype, buffer=self._mmap, offset=offset)
+        np.copyto(dst, array, casting="no")

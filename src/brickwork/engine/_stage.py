@@ -1,0 +1,282 @@
+"""A running stage: one bounded :class:`~brickwork.batching.BatchQueue` in front of replicas.
+
+``submit`` queues the request and *pumps*: while a replica is free and a batch is due, the
+batch goes to the least-loaded live replica; a completed batch pumps again; a batch that is not
+due yet arms one timer. There is no dispatcher task, so an in-process hop costs one future. An
+``inline`` stage that is idle with nothing queued runs the request right away (a batch is
+whatever is queued when the brick is free).
+
+Failures: when a merged batch raises a request error (the model's fault), its requests are run
+again one by one so only the culprit fails. When a worker dies holding a batch
+(``WorkerCrashed``), each request of it is retried once, alone, on whichever replica is free
+next (another one, or the restarted one); a request that crashes a worker twice fails with
+``WorkerCrashed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..batching import BatchQueue, LatencyProfile, Pending, batch_key, rows_of
+from ..errors import DeadlineExceeded, ModelError, RequestError, WorkerCrashed
+from ..graph._plan import StagePlan
+from ..spec import Tensors
+from ._replicas import InlineReplica, Replica, RunResult, split
+from ._stats import StageStats
+
+__all__ = ["Stage"]
+
+
+class Stage:
+    """Implements the executor's ``StageRunner`` for one stage of a plan."""
+
+    def __init__(self, plan: StagePlan, replicas: Sequence[Replica]) -> None:
+        self.name = plan.name
+        self.plan = plan
+        self.replicas = list(replicas)
+        batching = plan.batching
+        self.rowwise = bool(getattr(plan.brick, "rowwise", True))
+        profile = LatencyProfile(batching.max_batch_size) if batching.target_latency_s else None
+        self.queue = BatchQueue(batching, rowwise=self.rowwise, profile=profile)
+        self.profile = profile
+        self.max_batch_size = batching.max_batch_size
+        self.timeout_s = plan.policy.timeout_s
+        self.stats_ = StageStats(len(self.replicas))
+        self._inline = (
+            self.replicas[0]
+            if len(self.replicas) == 1 and isinstance(self.replicas[0], InlineReplica)
+            and batching.max_delay_s is None and profile is None
+            else None
+        )
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._pumping = False
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        for r in self.replicas:
+            if hasattr(r, "on_change"):
+                r.on_change = self._pump  # a worker died or came back: dispatch again
+
+    # -- StageRunner -------------------------------------------------------------------
+    async def submit(self, inputs: Tensors, deadline: float | None) -> Tensors:
+        now = time.monotonic()
+        if self.timeout_s is not None:
+            deadline = now + self.timeout_s if deadline is None else min(deadline, now + self.timeout_s)
+        if deadline is not None and deadline <= now:
+            self.stats_.error("DeadlineExceeded")
+            raise DeadlineExceeded(f"deadline passed before stage {self.name!r}")
+        if self._closed:
+            raise WorkerCrashed(f"stage {self.name!r} is shut down")
+        rows = rows_of(inputs)
+        inline = self._inline
+        if inline is not None and inline.inflight == 0 and not self.queue:
+            return self._run_inline_now(inline, inputs, rows)
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        key = batch_key(inputs)
+        fut: asyncio.Future[Tensors] = loop.create_future()
+        self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut)])
+        return await self._wait(fut, deadline, loop)
+
+    def stats(self) -> Mapping[str, Any]:
+        extra: dict[str, Any] = {
+            "worker": self.plan.worker,
+            "device": self.plan.options.device,
+            "replica_info": [r.info() for r in self.replicas],
+        }
+        if self.profile is not None:
+            extra["latency_profile_s"] = self.profile.measured
+            extra["latency_limit"] = self.queue.limit()
+        return self.stats_.snapshot(live_replicas=self.live_replicas(), queued=len(self.queue), extra=extra)
+
+    def reset_stats(self) -> None:
+        self.stats_.reset()
+
+    def live_replicas(self) -> int:
+        return sum(1 for r in self.replicas if r.alive)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.gather(*(r.start() for r in self.replicas))
+        self.stats_.reset()
+
+    async def stop(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._fail(self.queue.drain(), WorkerCrashed(f"stage {self.name!r} shut down"))
+        await asyncio.gather(*(r.stop() for r in self.replicas), return_exceptions=True)
+
+    # -- queueing ----------------------------------------------------------------------
+    def _run_inline_now(self, inline: InlineReplica, inputs: Tensors, rows: int) -> Tensors:
+        inline.inflight = 1
+        t0 = time.perf_counter()
+        try:
+            result = inline.run_now((inputs,))
+        except RequestError as exc:
+            self.stats_.error(type(exc).__name__)
+            raise
+        finally:
+            inline.inflight = 0
+        self.stats_.batch(rows, 1, result.compute_s, time.perf_counter() - t0)
+        self.stats_.waited(0.0)
+        if self.queue:
+            self._pump()
+        return result.outputs
+
+    def _enqueue(self, pending: list[Pending]) -> None:
+        retry = self.queue.retry_after_s(self.stats_.items_per_s())
+        try:
+            self.queue.put_all(pending, retry_after_s=retry)
+        except RequestError as exc:
+            self.stats_.error(type(exc).__name__)
+            raise
+        self._pump()
+
+    async def _wait(self, fut: asyncio.Future[Tensors], deadline: float | None,
+                    loop: asyncio.AbstractEventLoop) -> Tensors:
+        if deadline is None:
+            return await fut
+        handle = loop.call_at(loop.time() + (deadline - time.monotonic()), self._expire, fut)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+
+    def _expire(self, fut: asyncio.Future[Tensors]) -> None:
+        if not fut.done():
+            self.stats_.error("DeadlineExceeded")
+            fut.set_exception(DeadlineExceeded(f"deadline passed while in stage {self.name!r}"))
+
+    # -- dispatch ----------------------------------------------------------------------
+    def _free_replica(self) -> Replica | None:
+        best: Replica | None = None
+        for r in self.replicas:
+            if r.alive and r.inflight < r.capacity and (best is None or r.inflight < best.inflight):
+                best = r
+        return best
+
+    def _pump(self) -> None:
+        if self._pumping or self._closed:
+            return
+        self._pumping = True
+        try:
+            while self.queue:
+                replica = self._free_replica()
+                if replica is None:
+                    if not any(r.alive or getattr(r, "restarting", False) for r in self.replicas):
+                        self._fail(self.queue.drain(), WorkerCrashed(
+                            f"stage {self.name!r} has no live replica (its workers keep dying)"))
+                    return
+                now = time.monotonic()
+                batch = self.queue.take(now)
+                if batch.expired:
+                    self._fail(batch.expired, DeadlineExceeded(
+                        f"deadline passed while queued in stage {self.name!r}"))
+                if not batch.requests:
+                    due = self.queue.due_in(now)
+                    if due is None or due > 0:
+                        if due is not None:
+                            self._arm(now + due)
+                        return
+                    continue
+                self._launch(replica, batch.requests, now)
+        finally:
+            self._pumping = False
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None and self._timer_at <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = self._loop or asyncio.get_running_loop()
+        self._timer_at = at
+        self._timer = loop.call_at(loop.time() + (at - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pump()
+
+    def _launch(self, replica: Replica, requests: list[Pending], now: float) -> None:
+        for r in requests:
+            self.stats_.waited(now - r.enqueued)
+        replica.inflight += 1
+        t0 = time.perf_counter()
+        parts = [r.inputs for r in requests]
+        if isinstance(replica, InlineReplica):
+            try:
+                result = replica.run_now(parts)
+            except BaseException as exc:
+                self._finished(replica, requests, t0, None, exc)
+            else:
+                self._finished(replica, requests, t0, result, None)
+            return
+        try:
+            fut = replica.run(parts)
+        except BaseException as exc:
+            self._finished(replica, requests, t0, None, exc)
+            return
+        fut.add_done_callback(lambda f: self._finished(
+            replica, requests, t0, None if f.cancelled() or f.exception() else f.result(),
+            WorkerCrashed(f"stage {self.name!r}: batch cancelled") if f.cancelled() else f.exception()))
+
+    def _finished(self, replica: Replica, requests: list[Pending], t0: float,
+                  result: RunResult | None, exc: BaseException | None) -> None:
+        replica.inflight -= 1
+        busy = time.perf_counter() - t0
+        rows = [r.rows for r in requests]
+        if result is not None:
+            for kind, n in result.copied.items():
+                self.stats_.copy(kind, n)
+            try:
+                outs = split(result.outputs, rows, self.name)
+            except RequestError as err:
+                exc = err
+            else:
+                self.stats_.batch(sum(rows), len(requests), result.compute_s, busy)
+                if self.profile is not None:
+                    self.profile.record(sum(rows), result.compute_s)
+                for r, out in zip(requests, outs, strict=True):
+                    if not r.waiter.done():
+                        r.waiter.set_result(out)
+        if exc is not None:
+            self.stats_.busy_s += busy
+            self._failed(requests, exc)
+        self._pump()
+
+    def _failed(self, requests: list[Pending], exc: BaseException) -> None:
+        if isinstance(exc, WorkerCrashed):
+            self.stats_.crashes += 1
+            again = [r for r in requests if r.attempts == 0 and not r.abandoned()]
+            for r in again:
+                r.attempts += 1
+                r.alone = len(requests) > 1  # isolate a poison request from its neighbours
+            self.stats_.retries += len(again)
+            self._fail([r for r in requests if r not in again], exc)
+            if again and not self._closed:
+                self.queue.requeue(again)
+            return
+        if not isinstance(exc, RequestError):
+            err: RequestError = ModelError(f"stage {self.name!r} failed: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            exc = err
+        assert isinstance(exc, RequestError)
+        if len(requests) > 1 and not exc.is_machinery:
+            for r in requests:  # one bad item fails only itself: run them one by one
+                r.alone = True
+            self.stats_.retries += len(requests)
+            self.queue.requeue(requests)
+            return
+        self._fail(requests, exc)
+
+    def _fail(self, requests: list[Pending], exc: BaseException) -> None:
+        failed = 0
+        for r in requests:
+            if r.waiter is not None and not r.waiter.done():
+                r.waiter.set_exception(exc)
+                failed += 1
+        if failed:
+            self.stats_.error(type(exc).__name__, failed)

@@ -1,0 +1,168 @@
+"""The worker process side, and the control messages between it and the engine.
+
+A worker is started with :func:`worker_main` in a *spawned* process: it rebuilds its brick from
+a :class:`~brickwork.bricks.BrickSpec` (never a pickled live model), loads and warms it on its
+device, says :class:`WorkerReady`, then answers each :class:`RunBatch` with a
+:class:`BatchDone` or :class:`BatchFailed`. Tensors stay in the shared-memory arenas; messages
+carry only :class:`~brickwork.engine._shm.TensorRef` s (and BYTES tensors, pickled).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from ..bricks._base import BrickSpec, brick_from_spec
+from ..errors import ModelError, RequestError
+from ..spec import Tensors
+from ._shm import ALIGN, TensorRef, WorkerArena
+
+__all__ = ["BatchDone", "BatchFailed", "RunBatch", "Shutdown", "WorkerFailed", "WorkerReady",
+           "WorkerStart", "worker_main"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStart:
+    stage: str
+    index: int
+    brick: BrickSpec
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFailed:
+    """The brick could not be built or loaded; the message says why."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunBatch:
+    seq: int
+    in_arena: str
+    out_arena: str
+    inputs: tuple[TensorRef, ...]
+    pickled: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDone:
+    seq: int
+    outputs: tuple[TensorRef, ...]
+    pickled: Mapping[str, np.ndarray]
+    compute_s: float
+    copied: int  # bytes the worker copied into the response arena
+    out_needed: int  # response-arena bytes this batch would have needed
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFailed:
+    seq: int
+    error: RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+def _portable(exc: RequestError) -> RequestError:
+    try:
+        pickle.dumps(exc)
+    except Exception:
+        return ModelError(str(exc))
+    return exc
+
+
+class _Arenas:
+    """The arenas this worker has mapped, by name; an old one is dropped when replaced."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, WorkerArena] = {}
+
+    def get(self, name: str, keep: tuple[str, str]) -> WorkerArena:
+        arena = self._maps.get(name)
+        if arena is None:
+            for stale in [n for n in self._maps if n not in keep]:
+                del self._maps[stale]
+            arena = self._maps[name] = WorkerArena(name)
+        return arena
+
+
+def _run(brick: Any, msg: RunBatch, arenas: _Arenas) -> BatchDone | BatchFailed:
+    keep = (msg.in_arena, msg.out_arena)
+    ain = arenas.get(msg.in_arena, keep)
+    aout = arenas.get(msg.out_arena, keep)
+    inputs: Tensors = {ref.name: ain.view(ref) for ref in msg.inputs}
+    inputs.update(msg.pickled)
+    t0 = time.perf_counter()
+    try:
+        out = brick(inputs)
+    except RequestError as exc:
+        return BatchFailed(msg.seq, _portable(exc))
+    except Exception as exc:
+        return BatchFailed(msg.seq, ModelError(f"brick {brick.name!r} raised {type(exc).__name__}: {exc}"))
+    compute_s = time.perf_counter() - t0
+    refs: list[TensorRef] = []
+    pickled: dict[str, np.ndarray] = {}
+    at = copied = overflow = 0
+    for name, value in out.items():
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:
+            pickled[name] = arr
+            continue
+        offset = ain.offset_of(arr)
+        if offset is not None:  # a pass-through: answer with where it already is
+            refs.append(TensorRef(name, arr.dtype.str, arr.shape, offset, "in"))
+            continue
+        end = at + arr.nbytes
+        if end <= aout.size:
+            aout.write(arr, at)
+            refs.append(TensorRef(name, arr.dtype.str, arr.shape, at, "out"))
+            copied += arr.nbytes
+            at = (end + ALIGN - 1) // ALIGN * ALIGN
+        else:
+            pickled[name] = arr
+            overflow += arr.nbytes + ALIGN
+    return BatchDone(msg.seq, tuple(refs), pickled, compute_s, copied, at + overflow)
+
+
+def worker_main(start: WorkerStart, conn: Connection) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when workers stop
+    try:
+        brick = brick_from_spec(start.brick)
+        try:
+            brick.device = start.device  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        brick.load()
+        brick.warmup()
+    except BaseException as exc:  # report and leave: the engine turns this into an error
+        conn.send(WorkerFailed(f"stage {start.stage!r} worker could not build its brick: "
+                               f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(WorkerReady(os.getpid()))
+    arenas = _Arenas()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the engine is gone
+            return
+        if isinstance(msg, Shutdown):
+            brick.close()
+            return
+        conn.send(_run(brick, msg, arenas))

@@ -1,0 +1,54 @@
+"""Importable bricks for the engine tests: worker processes rebuild them from their import path."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+import numpy as np
+
+import brickwork as bw
+
+Vec = Annotated[np.ndarray, bw.Tensor("FP32", (4,))]
+
+
+def scale(x: np.ndarray) -> np.ndarray:
+    """Batch function: x * 2 + row index within the batch would break split-back; keep it rowwise."""
+    return (x * 2.0).astype(np.float32)
+
+
+def total(x: np.ndarray) -> np.ndarray:
+    return x.sum(axis=1, keepdims=True).astype(np.float32)
+
+
+def echo(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def shout(text: str) -> str:
+    return text.upper() + "!"
+
+
+def slow_scale(x: np.ndarray) -> np.ndarray:
+    """Sleeps 0.3 s per call (so a test can kill the worker mid-batch)."""
+    time.sleep(float(os.environ.get("BW_TEST_SLOW_S", "0.3")))
+    return (x * 2.0).astype(np.float32)
+
+
+def picky(x: float) -> float:
+    """Fails on the item 13.0 only."""
+    if x == 13.0:
+        raise ValueError("13 is unlucky")
+    return x + 1.0
+
+
+def crash_on_13(x: np.ndarray) -> np.ndarray:
+    """Kills its own process when the batch holds 13.0 (a poison request)."""
+    if (x == 13.0).any():
+        os._exit(7)
+    return (x * 2.0).astype(np.float32)
+
+
+def pid(x: np.ndarray) -> np.ndarray:
+    return np.full((x.shape[0], 1), os.getpid(), dtype=np.int64)
