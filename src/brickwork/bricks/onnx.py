@@ -164,6 +164,7 @@ class OnnxBrick(BaseBrick):
     def _load(self) -> None:
         ort = lazy_import("onnxruntime", "onnx")
         opts = ort.SessionOptions()
+        opts.log_severity_level = 4  # every failure reaches the caller as an exception instead
         if self.intra_op_threads is not None:
             opts.intra_op_num_threads = self.intra_op_threads
         if self.inter_op_threads is not None:
@@ -201,8 +202,9 @@ class OnnxBrick(BaseBrick):
         batch = next((s.shape[0] for s in sig.inputs if s.shape[0] != -1), 1)
         try:
             self({s.name: sample_tensor(s, batch) for s in sig.inputs})
-        except RequestError as exc:
-            raise ModelError(f"brick {self.name!r} failed its warm-up batch of zeros: {exc}") from exc
+        except RequestError as exc:  # zeros are not real data: tell, but let it serve
+            log.warning("brick %r: warm-up batch of zeros failed (%s); the first real "
+                        "requests will pay the start-up cost", self.name, exc)
 
     # -- calling ---------------------------------------------------------------------
     def _call(self, inputs: Tensors) -> Tensors:
