@@ -15,10 +15,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from .engine import Backend, Executor, InferResult, LocalBackend
+from .engine._stats import bottleneck
 from .errors import ConfigError
 from .graph._plan import Plan
 
 __all__ = ["Pipeline"]
+
+
+def _guard(runner: Any, plan: Plan) -> Any:
+    """Apply the stage's fault policy (timeout, retries, breaker) around the backend's runner;
+    a stage with the default policy runs bare (nothing to add on the hot path)."""
+    from .options import FaultPolicy
+    from .resilience import GuardedStage
+
+    policy = plan.stages[runner.name].policy
+    return runner if policy == FaultPolicy() else GuardedStage(runner, policy)
 
 
 def _backend(name: str | Backend) -> Backend:
@@ -63,7 +74,8 @@ class Pipeline:
             self._loop = loop
             self._starting = loop.create_future()
             try:
-                stages = await self._backend.start(self.plan)
+                runners = await self._backend.start(self.plan)
+                stages = {name: _guard(runner, self.plan) for name, runner in runners.items()}
                 self._executor = Executor(self.plan, stages)
                 self._starting.set_result(None)
             except BaseException as exc:
@@ -107,6 +119,9 @@ class Pipeline:
         self._loop, self._thread = None, None
 
     def __enter__(self) -> Pipeline:
+        """``with pipeline:`` loads every brick now (on a private loop thread) and closes
+        the pipeline on exit."""
+        self._ensure_thread()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -147,9 +162,35 @@ class Pipeline:
         return asyncio.run_coroutine_threadsafe(self.ainfer(inputs, timeout_s=timeout_s), loop).result()
 
     def stats(self) -> dict[str, Any]:
+        """Per stage: the backend's figures (queue/compute time, batch sizes, …) plus the fault
+        policy's (retries, timeouts, breaker state); per fallback ladder: answers per rung."""
         if self._executor is None:
-            return {"stages": {}}
-        return {"stages": {n: dict(s.stats()) for n, s in self._executor.stages.items()}}
+            return {"stages": {}, "bottleneck": None, "fallbacks": {}}
+        ex = self._executor
+        stages = {n: dict(s.stats()) for n, s in ex.stages.items()}
+        return {"stages": stages, "bottleneck": bottleneck(stages),
+                "fallbacks": {k: dict(v) for k, v in ex.rung_counts.items()}}
+
+    def reset_stats(self) -> None:
+        """Measure afresh from now (after a warm-up, before a benchmark)."""
+        for runner in self._executor.stages.values() if self._executor is not None else ():
+            runner = getattr(runner, "inner", runner)
+            reset = getattr(runner, "reset_stats", None)
+            if reset is not None:
+                reset()
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def unready(self) -> list[str]:
+        """Why the pipeline cannot answer now; empty when it is ready. Not started = unready."""
+        if self._executor is None:
+            return [f"pipeline {self.name!r} is not started"]
+        return self._executor.unready()
+
+    def ready(self) -> bool:
+        return not self.unready()
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r} {self.plan.signature}>"

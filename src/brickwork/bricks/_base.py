@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,8 @@ import numpy as np
 
 from ..errors import ConfigError, SpecError
 from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
+
+log = logging.getLogger("brickwork.bricks")
 
 __all__ = ["BaseBrick", "Brick", "BrickSpec", "brick_from_spec", "register_kind", "sample_inputs"]
 
@@ -97,6 +100,7 @@ class BaseBrick:
     kind: ClassVar[str] = "custom"
     rowwise: bool = True
     blocking: bool = True
+    warmup_error: str | None = None
 
     def __init__(self, name: str, signature: Signature | None = None) -> None:
         self.name = name
@@ -129,7 +133,14 @@ class BaseBrick:
         raise NotImplementedError
 
     def warmup(self) -> None:
-        self(sample_inputs(self.signature, batch_size=1))
+        """Call the brick once on a generated sample (zeros, empty strings). Best effort: a
+        brick that rejects the sample still serves, so a failure is logged, not raised (a
+        primary with a fallback must be able to start). Load failures stay fatal."""
+        try:
+            self(sample_inputs(self.signature, batch_size=1))
+        except Exception as exc:  # noqa: BLE001 - any failure of the sample call is reported
+            self.warmup_error = f"{type(exc).__name__}: {exc}"
+            log.warning("warm-up of brick %r failed (it will still serve): %s", self.name, self.warmup_error)
 
     def close(self) -> None:
         self._loaded = False

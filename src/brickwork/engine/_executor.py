@@ -51,6 +51,8 @@ class Executor:
         self.plan = plan
         self.stages = stages
         self._primary = {lad.name: lad.rungs[0][0] for lad in _ladders(plan.root)}
+        # per ladder, how often each rung answered (the primary's label included)
+        self.rung_counts: dict[str, dict[str, int]] = {name: {} for name in self._primary}
 
     def validate(self, inputs: Mapping[str, Any]) -> Tensors:
         """Check the caller's tensors against the pipeline's inputs; lists become arrays and
@@ -179,15 +181,52 @@ class Executor:
                 continue
             env.update({s.name: attempt[s.name] for s in ladder.outputs})
             req.rungs[ladder.name] = label
+            counts = self.rung_counts[ladder.name]
+            counts[label] = counts.get(label, 0) + 1
             return
         if ladder.default is not None:
             n = _batch_size(env)
             for name, item in ladder.default.items():
                 env[name] = np.repeat(item[np.newaxis, ...], n, axis=0)
             req.rungs[ladder.name] = "default"
+            counts = self.rung_counts[ladder.name]
+            counts["default"] = counts.get("default", 0) + 1
             return
         assert last is not None
         raise last
+
+
+    # -- health -------------------------------------------------------------------------
+    def unready(self) -> list[str]:
+        """Why the pipeline cannot answer now (empty when it can): a required stage with no
+        live replica (or an open circuit) that no fallback rung or default answer covers."""
+        return self._unready(self.plan.root)
+
+    def _unready(self, step: p.PlanStep) -> list[str]:
+        if isinstance(step, p.Call):
+            runner = self.stages[step.stage]
+            available = getattr(runner, "available", None)
+            ok = available() if available is not None else runner.live_replicas() > 0
+            return [] if ok else [f"stage {step.stage!r} has no live replica or its circuit is open"]
+        if isinstance(step, p.Ladder):
+            reasons = []
+            for _, rung in step.rungs:
+                why = self._unready(rung)
+                if not why:
+                    return []
+                reasons += why
+            return [] if step.default is not None else reasons
+        children: tuple[p.PlanStep, ...]
+        if isinstance(step, p.Seq | p.Par):
+            children = step.steps
+        elif isinstance(step, p.Vote):
+            children = step.members
+        elif isinstance(step, p.Route):
+            children = tuple(s for _, s in step.cases) + ((step.default,) if step.default else ())
+        else:
+            assert isinstance(step, p.Scope)
+            children = (step.step,)
+        return [r for c in children for r in self._unready(c)]
 
 
 def _triggers(exc: RequestError, on: str) -> bool:
