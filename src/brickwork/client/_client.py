@@ -50,6 +50,13 @@ class InferResponse(dict[str, np.ndarray]):
 
 
 def _error(status: int, content: bytes, headers: Mapping[str, str], url: str) -> RequestError:
+    """The error for an HTTP answer; ``response_status`` on it is the status received."""
+    err = _error_of(status, content, headers, url)
+    err.response_status = status  # type: ignore[attr-defined]
+    return err
+
+
+def _error_of(status: int, content: bytes, headers: Mapping[str, str], url: str) -> RequestError:
     try:
         doc = load_json(content, "error")
         message = doc.get("error") if isinstance(doc, dict) else None
