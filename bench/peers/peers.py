@@ -187,19 +187,22 @@ BRICKWORK = REPO / ".venv" / "bin" / "brickwork"
 
 def write_brickwork_yaml(model: str, cache: Path, rundir: Path, batch: int,
                          delay_ms: float) -> Path:
-    """The pipeline file handed to `brickwork serve` (schema per DESIGN.md; adjust here if the
-    core settles on different keys). Python bricks come from servers/bw_models.py, which the
-    bench puts on PYTHONPATH; the model name the server exposes is the top-level `name`."""
-    b = f"batching: {{max_batch_size: {batch}, max_delay_s: {delay_ms / 1000.0}}}"
+    """The pipeline file handed to `brickwork serve` (the schema of the project's README).
+    Python bricks come from servers/bw_models.py, which the bench puts on PYTHONPATH; the
+    model name the server exposes is the top-level `name`; batching is on for every brick."""
+    head = (f"name: {model}\n"
+            f"defaults:\n  batching: {{max_batch_size: {batch}, max_delay_s: {delay_ms / 1000.0}}}\n")
     if model == "matmul":
-        body = f'bricks:\n  matmul: {{python: "bw_models:matmul", {b}}}\ngraph: matmul\n'
+        body = ('bricks:\n  matmul: {python: "bw_models:matmul", batch: true, outputs: y}\n'
+                "graph: matmul\n")
     elif model == "onnx":
-        body = f'bricks:\n  mlp: {{onnx: "{cache / "mlp.onnx"}", {b}}}\ngraph: mlp\n'
+        body = f'bricks:\n  mlp: {{onnx: "{cache / "mlp.onnx"}"}}\ngraph: mlp\n'
     else:
-        body = (f'bricks:\n  matmul: {{python: "bw_models:matmul", {b}}}\n'
-                f'  softmax: {{python: "bw_models:softmax", {b}}}\ngraph: matmul >> softmax\n')
+        body = ('bricks:\n  matmul: {python: "bw_models:matmul", batch: true, outputs: z}\n'
+                '  softmax: {python: "bw_models:softmax", batch: true, outputs: y}\n'
+                "graph: matmul >> softmax\n")
     p = rundir / f"brickwork-{model}.yaml"
-    p.write_text(f"name: {model}\n" + body)
+    p.write_text(head + body)
     return p
 
 
