@@ -89,7 +89,7 @@ def choose_providers(
 
 
 def _dims(shape: Any) -> tuple[int, ...]:
-    if shape is None:  # a tensor of unknown rank: only the batch axis is promised
+    if not shape:  # no declared shape (ORT shows it as []): only a batch axis is promised
         return (-1,)
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
 
@@ -158,6 +158,7 @@ class OnnxBrick(BaseBrick):
         self._requested = list(providers) if providers else None
         self._session: Any = None
         self._output_names: list[str] = []
+        self._free_rank: set[str] = set()
         self.providers: list[str] = []  # what the session really uses, set by load()
 
     # -- loading ---------------------------------------------------------------------
@@ -190,6 +191,7 @@ class OnnxBrick(BaseBrick):
                               f"signature {self._signature}, the file now has {signature}")
         self._signature = signature
         self._output_names = list(signature.output_names)
+        self._free_rank = {a.name for a in session.get_inputs() if not a.shape}
         self._session = session
 
     def close(self) -> None:
@@ -233,7 +235,10 @@ class OnnxBrick(BaseBrick):
             array = inputs[spec.name]
             if spec.dtype == "BYTES" and isinstance(array, np.ndarray):
                 array = _as_text(array)
-            feed[spec.name] = spec.check(np.asarray(array), where=f"brick {self.name!r} input")
+            where = f"brick {self.name!r} input"
+            if spec.name in self._free_rank:  # the model declares no shape: check dtype only
+                spec = TensorSpec(spec.name, spec.dtype, (-1,) * max(np.ndim(array), 1))
+            feed[spec.name] = spec.check(np.asarray(array), where=where)
         return feed
 
     def _translate(self, exc: Exception) -> RequestError:
