@@ -91,12 +91,16 @@ def rapidocr_model_paths() -> dict[str, Path]:
 
     spec = importlib.util.find_spec("rapidocr")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("rapidocr is not installed; pip install 'rapidocr>=3,<4' onnxruntime")
+        raise FileNotFoundError("rapidocr is not installed; pip install 'rapidocr~=3.10.0' onnxruntime")
     models = Path(spec.origin).parent / "models"
     paths = {kind: models / name for kind, name in _MODEL_FILES.items()}
+    for kind, path in paths.items():
+        if not path.is_file():  # another rapidocr 3.x ships other versions: take its one
+            found = sorted(models.glob(f"*_{kind}*.onnx"))
+            paths[kind] = found[0] if len(found) == 1 else path
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"rapidocr models not found: {missing}; reinstall rapidocr 3.x")
+        raise FileNotFoundError(f"rapidocr models not found: {missing}; pip install 'rapidocr~=3.10.0'")
     return paths
 
 
