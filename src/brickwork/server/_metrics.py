@@ -2,9 +2,9 @@
 
 Server side, per model: requests by status code, a latency histogram, errors by kind, requests
 in flight. Per stage: whatever the engine reports in ``pipeline.stats()`` — numbers become
-gauges/counters named after their key, ``{value: count}`` maps (batch sizes) and
-``{"buckets": ..., "sum": ..., "count": ...}`` maps become histograms — so new engine figures
-appear without a change here.
+gauges/counters named after their key (``_s`` becomes ``_seconds``), ``{p50, p99, mean}``
+maps become quantile gauges (queue vs compute time), ``{value: count}`` maps become labelled
+counters (batch sizes, errors by kind) — so new engine figures appear without a change here.
 """
 
 from __future__ import annotations
@@ -89,40 +89,68 @@ def render(models: Mapping[str, ModelMetrics], stats: Mapping[str, Mapping[str, 
     return ("\n".join(out) + "\n").encode()
 
 
+_MAP_LABEL = {"batch_sizes": "size", "errors": "kind", "copied_bytes": "edge"}
+_QUANTILES = {"p50": "0.5", "p90": "0.9", "p95": "0.95", "p99": "0.99"}
+
+
+def _metric_name(key: str) -> str:
+    name = _NAME.sub("_", key)
+    if name.endswith("_per_s"):
+        name = name[:-2] + "second"
+    elif name.endswith("_s"):
+        name = name[:-2] + "_seconds"
+    return "brickwork_stage_" + name
+
+
 def _render_stages(out: list[str], stats: Mapping[str, Mapping[str, Any]]) -> None:
     families: dict[str, list[str]] = {}
     kinds: dict[str, str] = {}
+
+    def add(name: str, kind: str, line: str) -> None:
+        kinds.setdefault(name, kind)
+        families.setdefault(name, []).append(line)
+
     for model, pstats in stats.items():
         for stage, figures in (pstats.get("stages") or {}).items():
+            labels = {"model": model, "stage": stage}
             for key, value in figures.items():
-                name = "brickwork_stage_" + _NAME.sub("_", str(key))
-                labels = {"model": model, "stage": stage}
-                lines = families.setdefault(name, [])
+                key = str(key)
+                name = _metric_name(key)
                 if isinstance(value, bool):
                     value = int(value)
                 if isinstance(value, int | float):
-                    kinds.setdefault(name, "counter" if _is_counter(str(key)) else "gauge")
-                    lines.append(f"{name}{_labels(**labels)} {value!r}")
-                elif isinstance(value, Mapping) and "buckets" in value:
-                    kinds.setdefault(name, "histogram")
-                    buckets = value["buckets"]
-                    bounds = [float(b) for b in buckets]
-                    _histogram(lines, name, labels, bounds, [int(c) for c in buckets.values()],
-                               float(value.get("sum", 0.0)), int(value.get("count", sum(buckets.values()))))
-                elif isinstance(value, Mapping) and all(
-                        isinstance(v, int | float) for v in value.values()):
-                    kinds.setdefault(name, "gauge")
-                    for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0])):
-                        lines.append(f"{name}{_labels(**labels, key=k)} {v!r}")
+                    if key in _COUNTERS:
+                        add(name + "_total", "counter", f"{name}_total{_labels(**labels)} {value!r}")
+                    else:
+                        add(name, "gauge", f"{name}{_labels(**labels)} {value!r}")
+                elif isinstance(value, Mapping) and value and all(
+                        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()):
+                    if set(value) <= {"mean", *_QUANTILES}:  # a latency summary
+                        for k, v in value.items():
+                            q = {"quantile": _QUANTILES[k]} if k in _QUANTILES else {"stat": k}
+                            add(name, "gauge", f"{name}{_labels(**labels, **q)} {v!r}")
+                    else:
+                        label = _MAP_LABEL.get(key, "key")
+                        counter = key in _MAP_LABEL
+                        full = name + ("_total" if counter else "")
+                        for k, v in sorted(value.items(), key=lambda kv: _sort_key(kv[0])):
+                            add(full, "counter" if counter else "gauge",
+                                f"{full}{_labels(**labels, **{label: k})} {v!r}")
+        for ladder, rungs in (pstats.get("fallbacks") or {}).items():
+            for rung, n in rungs.items():
+                if isinstance(n, int | float):
+                    add("brickwork_fallback_answers_total", "counter",
+                        f"brickwork_fallback_answers_total{_labels(model=model, ladder=ladder, rung=rung)} {n!r}")
+        if pstats.get("bottleneck"):
+            add("brickwork_bottleneck", "gauge",
+                f"brickwork_bottleneck{_labels(model=model, stage=pstats['bottleneck'])} 1")
     for name, lines in families.items():
-        if lines:
-            out.append(f"# TYPE {name} {kinds.get(name, 'gauge')}")
-            out.extend(lines)
+        out.append(f"# TYPE {name} {kinds[name]}")
+        out.extend(lines)
 
 
-def _is_counter(key: str) -> bool:
-    return key.endswith(("_total", "calls", "errors", "items", "batches", "requests")) or key in (
-        "busy_s", "queue_s", "compute_s", "wait_s")
+_COUNTERS = frozenset({"requests", "items", "batches", "retries", "crashes", "calls", "busy_s",
+                       "timeouts", "rejected"})
 
 
 def _sort_key(k: Any) -> tuple[int, Any]:
