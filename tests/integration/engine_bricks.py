@@ -9,17 +9,17 @@ from typing import Annotated
 import numpy as np
 
 import brickwork as bw
+from brickwork.bricks import register_kind
 
 Vec = Annotated[np.ndarray, bw.Tensor("FP32", (4,))]
 
 
 def scale(x: np.ndarray) -> np.ndarray:
-    """Batch function: x * 2 + row index within the batch would break split-back; keep it rowwise."""
     return (x * 2.0).astype(np.float32)
 
 
-def total(x: np.ndarray) -> np.ndarray:
-    return x.sum(axis=1, keepdims=True).astype(np.float32)
+def total(y: np.ndarray) -> np.ndarray:
+    return y.sum(axis=1, keepdims=True).astype(np.float32)
 
 
 def echo(x: np.ndarray) -> np.ndarray:
@@ -52,3 +52,32 @@ def crash_on_13(x: np.ndarray) -> np.ndarray:
 
 def pid(x: np.ndarray) -> np.ndarray:
     return np.full((x.shape[0], 1), os.getpid(), dtype=np.int64)
+
+
+class DeviceBrick(bw.BaseBrick):
+    """Answers, per item, the device the engine gave it and the pid it runs in."""
+
+    kind = "test-device"
+    blocking = True
+
+    def __init__(self, name: str = "device") -> None:
+        super().__init__(name, bw.Signature([bw.TensorSpec("x", "FP32", (-1,))],
+                                            [bw.TensorSpec("device", "BYTES", (-1,)),
+                                             bw.TensorSpec("pid", "INT64", (-1,))]))
+
+    def _call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = inputs["x"].shape[0]
+        device = np.empty(n, dtype=object)
+        device[:] = self.device
+        return {"device": device, "pid": np.full(n, os.getpid(), dtype=np.int64)}
+
+    def spec(self) -> bw.BrickSpec:
+        return bw.BrickSpec(self.kind, self.name, {})
+
+    @classmethod
+    def from_config(cls, config: dict, base_dir: object, name: str) -> DeviceBrick:
+        return cls(name)
+
+
+# registered here, in the engine's process only: the worker learns the kind from WorkerStart
+register_kind("test-device", f"{__name__}:DeviceBrick")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bricks._base import _KINDS
 from ..errors import ConfigError, WorkerCrashed
 from ..graph._plan import StagePlan
 from ..spec import Tensors
@@ -102,7 +103,8 @@ class ProcessReplica:
         loop = self._loop = asyncio.get_running_loop()
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
-        start = WorkerStart(self.stage.name, self.index, self.spec, self.stage.options.device)
+        start = WorkerStart(self.stage.name, self.index, self.spec, self.stage.options.device,
+                            _KINDS.get(self.spec.kind))
         proc = ctx.Process(target=worker_main, args=(start, child), daemon=True,
                            name=f"bw-{self.stage.name}-{self.index}")
         await loop.run_in_executor(None, proc.start)

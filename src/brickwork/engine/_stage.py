@@ -43,7 +43,6 @@ class Stage:
         self.queue = BatchQueue(batching, rowwise=self.rowwise, profile=profile)
         self.profile = profile
         self.max_batch_size = batching.max_batch_size
-        self.timeout_s = plan.policy.timeout_s
         self.stats_ = StageStats(len(self.replicas))
         self._inline = (
             self.replicas[0]
@@ -63,8 +62,6 @@ class Stage:
     # -- StageRunner -------------------------------------------------------------------
     async def submit(self, inputs: Tensors, deadline: float | None) -> Tensors:
         now = time.monotonic()
-        if self.timeout_s is not None:
-            deadline = now + self.timeout_s if deadline is None else min(deadline, now + self.timeout_s)
         if deadline is not None and deadline <= now:
             self.stats_.error("DeadlineExceeded")
             raise DeadlineExceeded(f"deadline passed before stage {self.name!r}")

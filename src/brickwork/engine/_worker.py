@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bricks._base import BrickSpec, brick_from_spec
+from ..bricks._base import BrickSpec, brick_from_spec, register_kind
 from ..errors import ModelError, RequestError
 from ..spec import Tensors
 from ._shm import ALIGN, TensorRef, WorkerArena
@@ -35,6 +35,7 @@ class WorkerStart:
     index: int
     brick: BrickSpec
     device: str
+    kind_target: str | None = None  # "module:Class" of the brick's kind, registered in the worker too
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,8 @@ def worker_main(start: WorkerStart, conn: Connection) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when workers stop
     try:
+        if start.kind_target is not None:
+            register_kind(start.brick.kind, start.kind_target)
         brick = brick_from_spec(start.brick)
         try:
             brick.device = start.device  # type: ignore[attr-defined]

@@ -1,0 +1,215 @@
+"""Stages in one process (inline and thread workers): batching across callers, split-back,
+per-item errors, deadlines, overload, replicas and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import brickwork as bw
+from brickwork.engine import LocalBackend, Stage
+
+
+def picky(x: float) -> float:
+    if x == 13.0:
+        raise ValueError("13 is unlucky")
+    return x + 1.0
+
+
+def plus_row_count(x: float) -> float:
+    return x
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_rows_back() -> None:
+    node = bw.function(lambda x: x * 10, name="times10", batch=True, inputs=[("x", "FP32", (-1, 2))],
+                       outputs=[("y", "FP32", (-1, 2))], blocking=True,
+                       batching=bw.Batching(max_batch_size=64, max_delay_s=0.05))
+    pipeline = node.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            xs = [np.full((1 + i % 3, 2), i, dtype=np.float32) for i in range(30)]
+            outs = await asyncio.gather(*(pipeline.ainfer({"x": x}) for x in xs))
+            for x, out in zip(xs, outs):
+                np.testing.assert_array_equal(out["y"], x * 10)
+            st = pipeline.stats()["stages"]["times10"]
+            assert st["requests"] == 30 and st["items"] == sum(len(x) for x in xs)
+            assert st["batches"] < 30, st["batch_sizes"]  # requests really were merged
+            assert st["copied_bytes"]["merge"] > 0
+
+    run(main())
+
+
+def test_one_bad_item_fails_only_its_own_request() -> None:
+    node = bw.function(picky, blocking=True, batching=bw.Batching(max_batch_size=32, max_delay_s=0.05))
+    pipeline = node.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            values = [float(v) for v in range(10, 20)]
+            outs = await asyncio.gather(*(pipeline.ainfer({"x": [v]}) for v in values),
+                                        return_exceptions=True)
+            for v, out in zip(values, outs):
+                if v == 13.0:
+                    assert isinstance(out, bw.ModelError) and "unlucky" in str(out)
+                else:
+                    assert not isinstance(out, BaseException), out
+                    assert out["picky"].tolist() == [v + 1]
+            st = pipeline.stats()["stages"]["picky"]
+            assert st["errors"] == {"ModelError": 1}
+            assert st["retries"] >= 2  # the merged batch was re-run one by one
+
+    run(main())
+
+
+def test_deadline_expires_in_the_queue_before_compute() -> None:
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def slow(x: float) -> float:
+        calls.append(1)
+        gate.wait(5)
+        return x
+
+    node = bw.function(slow, blocking=True, batching=bw.Batching(max_batch_size=1))
+    pipeline = node.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            calls.clear()
+            first = asyncio.ensure_future(pipeline.ainfer({"x": [1.0]}))
+            await asyncio.sleep(0.05)  # the first holds the only replica
+            with pytest.raises(bw.DeadlineExceeded):
+                await pipeline.ainfer({"x": [2.0]}, timeout_s=0.05)
+            gate.set()
+            assert (await first)["slow"].tolist() == [1.0]
+            await asyncio.sleep(0.05)
+            assert len(calls) == 1  # the expired request never reached the brick
+
+    run(main())
+
+
+def test_full_queue_answers_overloaded() -> None:
+    gate = threading.Event()
+
+    def stuck(x: float) -> float:
+        gate.wait(5)
+        return x
+
+    node = bw.function(stuck, blocking=True, batching=bw.Batching(max_batch_size=1, max_queue_size=2))
+    pipeline = node.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            tasks = [asyncio.ensure_future(pipeline.ainfer({"x": [float(i)]})) for i in range(6)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            outs = await asyncio.gather(*tasks, return_exceptions=True)
+            over = [o for o in outs if isinstance(o, bw.Overloaded)]
+            assert len(over) == 3  # one running, two queued, three refused
+            assert all(o.retry_after_s > 0 for o in over)
+
+    run(main())
+
+
+def test_thread_replicas_share_the_load() -> None:
+    def nap(x: float) -> float:
+        time.sleep(0.05)
+        return x
+
+    node = bw.function(nap, blocking=True, replicas=2)
+    pipeline = node.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            await asyncio.gather(*(pipeline.ainfer({"x": [float(i)]}) for i in range(6)))
+            info = pipeline.stats()["stages"]["nap"]["replica_info"]
+            assert [r["batches"] > 0 for r in info] == [True, True]
+
+    run(main())
+
+
+def test_stats_name_the_slow_stage_as_bottleneck() -> None:
+    def quick(x: float) -> float:
+        return x
+
+    def sluggish(quick: float) -> float:
+        time.sleep(0.01)
+        return quick
+
+    pipeline = (bw.function(quick) >> bw.function(sluggish, blocking=True)).compile()
+
+    async def main() -> None:
+        async with pipeline:
+            await asyncio.gather(*(pipeline.ainfer({"x": [1.0]}) for _ in range(10)))
+            stats = pipeline.stats()
+            assert stats["bottleneck"] == "sluggish"
+            s = stats["stages"]["sluggish"]
+            assert s["compute_s"]["p50"] >= 0.009
+            assert s["utilisation"] > stats["stages"]["quick"]["utilisation"]
+
+    run(main())
+
+
+def test_non_rowwise_brick_gets_each_request_alone() -> None:
+    def explode(x: np.ndarray) -> np.ndarray:  # one row in, x[0] rows out
+        return np.arange(int(x[0]), dtype=np.int64)
+
+    node = bw.function(explode, batch=True, rowwise=False, blocking=True, inputs=[("x", "INT64")],
+                       outputs=[("y", "INT64")], batching=bw.Batching(max_batch_size=8, max_delay_s=0.02))
+    pipeline = node.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            outs = await asyncio.gather(*(pipeline.ainfer({"x": [n]}) for n in (2, 3, 4)))
+            assert [o["y"].tolist() for o in outs] == [[0, 1], [0, 1, 2], [0, 1, 2, 3]]
+
+    run(main())
+
+
+def test_latency_target_mode_learns_and_grows_batches() -> None:
+    def per_batch(x: np.ndarray) -> np.ndarray:
+        time.sleep(0.002 + 0.0001 * len(x))
+        return x
+
+    node = bw.function(per_batch, batch=True, blocking=True, inputs=[("x", "FP32")], outputs=[("y", "FP32")],
+                       batching=bw.Batching(max_batch_size=64, target_latency_s=0.05))
+    pipeline = node.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            for _ in range(3):
+                await asyncio.gather(*(pipeline.ainfer({"x": [1.0]}) for _ in range(40)))
+            st = pipeline.stats()["stages"]["per_batch"]
+            assert st["latency_limit"] > 1
+            assert max(st["batch_sizes"]) > 1
+
+    run(main())
+
+
+def test_stage_runner_protocol_directly() -> None:
+    """The executor's view: submit() one request, stats(), live_replicas()."""
+    node = bw.function(picky)
+    plan = bw.graph(node).compile().plan if hasattr(bw.graph(node), "compile") else node.compile().plan
+
+    async def main() -> None:
+        backend = LocalBackend()
+        stages = await backend.start(plan)
+        stage = stages["picky"]
+        assert isinstance(stage, Stage)
+        out = await stage.submit({"x": np.array([1.0, 2.0])}, None)
+        assert out["picky"].tolist() == [2.0, 3.0]
+        with pytest.raises(bw.DeadlineExceeded):
+            await stage.submit({"x": np.array([1.0])}, time.monotonic() - 1)
+        assert stage.live_replicas() == 1
+        await backend.stop()
+
+    run(main())
