@@ -52,7 +52,7 @@ class FakeBrick(BaseBrick):
     ) -> None:
         sig = Signature([TensorSpec(input_name, dtype, shape)], [TensorSpec(output_name, dtype, shape)])
         super().__init__(name, sig)
-        self.config = {
+        self.config: dict[str, Any] = {
             "fake": True, "dtype": dtype, "shape": list(shape), "input_name": input_name,
             "output_name": output_name, "delay_s": delay_s, "fail_on": fail_on, "crash_on": crash_on,
             "hang_on": hang_on, "hang_s": hang_s, "scale": scale, "fn": fn, "blocking": blocking,

@@ -24,7 +24,9 @@ class Brick(Protocol):
     """What the engine needs of a model. Calls are batched along axis 0 of every tensor."""
 
     name: str
-    signature: Signature
+
+    @property
+    def signature(self) -> Signature: ...
 
     def load(self) -> None: ...
 

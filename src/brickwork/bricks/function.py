@@ -151,7 +151,7 @@ class FunctionBrick(BaseBrick):
         func: Callable[..., Any] = import_object(fn) if isinstance(fn, str) else fn
         if not callable(func):
             raise ConfigError(f"{fn!r} is not callable")
-        brick_name = name or getattr(func, "__name__", "function")
+        brick_name: str = name or str(getattr(func, "__name__", "function"))
         sig, self._out_names = infer_signature(
             func, batch=batch, inputs=inputs, outputs=outputs, name=brick_name,
             output_name=getattr(func, "__name__", brick_name),

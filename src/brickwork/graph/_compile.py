@@ -147,7 +147,9 @@ class _Compiler:
         return p.Seq(tuple(plans)), out
 
     def _walk_parallel(self, par: Parallel, env: _Env) -> tuple[p.PlanStep, dict[str, _Tensor]]:
-        plans, published, per_branch = [], {}, []
+        plans: list[p.PlanStep] = []
+        published: dict[str, _Tensor] = {}
+        per_branch: list[tuple[str, ...]] = []
         for branch in par.branches:
             child = env.child()
             plan, out = self.walk(branch, child)

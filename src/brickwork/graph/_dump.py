@@ -19,7 +19,7 @@ def _non_default(obj: Any) -> dict[str, Any]:
     out = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        default = f.default if f.default is not f.default_factory else f.default_factory()  # type: ignore[misc]
+        default = f.default_factory() if callable(f.default_factory) else f.default
         if value != default:
             out[f.name] = _plain(value)
     return out
@@ -48,7 +48,10 @@ class _Dumper:
 
     def node(self, node: Node) -> str:
         if node.name not in self.bricks:
-            spec = node.brick.spec()
+            make_spec = getattr(node.brick, "spec", None)
+            if make_spec is None:
+                raise ConfigError(f"brick {node.name!r} has no spec(); it cannot be written to YAML")
+            spec = make_spec()
             entry: dict[str, Any] = dict(spec.config)
             entry.update(_stage_options(node.options))
             rename = {k: dict(v) for k, v in (("inputs", node.inputs), ("outputs", node.outputs)) if v}

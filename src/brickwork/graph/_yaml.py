@@ -113,7 +113,7 @@ class _Parser:
         return ConfigError(f"{at}: field {key!r}: expected {expected}, found {shown}")
 
     # -- bricks ------------------------------------------------------------------
-    def brick_node(self, name: str, entry: Any, defaults: StageOptions) -> Node:
+    def brick_node(self, name: str, entry: _Map, defaults: StageOptions) -> Node:
         bricks = self.doc["bricks"]
         if not isinstance(entry, dict):
             raise self.fail(bricks, name, "a mapping like {onnx: model.onnx}", entry)
@@ -209,7 +209,7 @@ class _Parser:
         return switch(arg["on"], cases, default=default, name=arg.get("name"))
 
     def ensemble(self, arg: Any, owner: Any) -> Step:
-        if not isinstance(arg, dict) or not isinstance(arg.get("members"), list):
+        if not isinstance(arg, _Map) or not isinstance(arg.get("members"), list):
             raise self.fail(owner, "ensemble", "{members: [...], combiner: majority|weighted|mean}", arg)
         extra = sorted(set(arg) - {"members", "combiner", "on", "output", "weights", "label", "name"})
         if extra:
@@ -258,7 +258,7 @@ def parse_pipeline(text: str, *, where: str = "<string>", base_dir: Path | None 
         mark = getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
         raise ConfigError(f"{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    if not isinstance(doc, dict):
+    if not isinstance(doc, _Map):
         raise ConfigError(f"{where}: expected a mapping with 'bricks' and 'graph', found {type(doc).__name__}")
     base = base_dir or Path(".")
     parser = _Parser(doc, where, base)
@@ -273,7 +273,7 @@ def parse_pipeline(text: str, *, where: str = "<string>", base_dir: Path | None 
     defaults = StageOptions()
     if doc.get("defaults") is not None:
         d = doc["defaults"]
-        if not isinstance(d, dict):
+        if not isinstance(d, _Map):
             raise parser.fail(doc, "defaults", "a mapping of stage options", d)
         try:
             defaults = defaults.updated(**d)
