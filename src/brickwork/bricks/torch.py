@@ -5,8 +5,8 @@
 ``{name: (dtype, shape)}``; shapes include the batch axis. The module is called with the input
 tensors in declared order and may return one tensor, a tuple/list (matched to ``outputs`` in
 order) or a dict (matched by name). It runs in eval mode under ``torch.inference_mode()`` on
-``device``. A path is loaded as TorchScript (``torch.jit.save``), the portable form; torch is
-imported only when the brick loads.
+``device``. A path is loaded as a ``torch.export`` program when it ends in ``.pt2``, else as
+TorchScript (``torch.jit.save``); torch is imported only when the brick loads.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ class TorchBrick(BaseBrick):
             try:
                 if self._pickled:  # written by spec() from the user's own module
                     module = torch.load(self._path, map_location="cpu", weights_only=False)
+                elif self._path.suffix == ".pt2":
+                    module = torch.export.load(str(self._path)).module()
                 else:
                     module = torch.jit.load(str(self._path), map_location="cpu")
             except Exception as exc:
@@ -106,8 +108,8 @@ class TorchBrick(BaseBrick):
                               "sees no CUDA device; use device='cpu'")
         if hasattr(module, "to"):
             module = module.to(self.device)
-        if hasattr(module, "eval"):
-            module.eval()
+        if hasattr(module, "eval") and not isinstance(module, torch.fx.GraphModule):
+            module.eval()  # an exported program's module has its mode baked in
         self._torch = torch
         self._live = module
         log.info("brick %r: torch module on %s", self.name, self.device)
@@ -180,22 +182,39 @@ class TorchBrick(BaseBrick):
         return BrickSpec(self.kind, self.name, config)
 
     def _save(self) -> tuple[Path, bool]:
-        """Write the in-memory module to a file this brick owns: TorchScript when the module
-        scripts, else ``torch.save`` of the user's own object (reloaded only from there)."""
+        """Write the in-memory module to a file this brick owns: a ``torch.export`` program
+        (batch axis dynamic) when the module exports, else ``torch.save`` of the user's own
+        object (reloaded only from that file)."""
         torch = lazy_import("torch", "torch")
         if self._tmp is None:
             self._tmp = tempfile.mkdtemp(prefix=f"bw-torch-{self.name}-")
             weakref.finalize(self, shutil.rmtree, self._tmp, True)
-        path = Path(self._tmp) / f"{self.name}.pt"
         module = self._module
+        if isinstance(module, torch.nn.Module):
+            path = Path(self._tmp) / f"{self.name}.pt2"
+            try:
+                torch.export.save(self._export(torch, module), str(path))
+                return path, False
+            except Exception as exc:
+                log.info("brick %r does not export (%s); saving it with torch.save",
+                         self.name, exc)
+        path = Path(self._tmp) / f"{self.name}.pt"
+        torch.save(module, path)
+        return path, True
+
+    def _export(self, torch: Any, module: Any) -> Any:
+        batch = torch.export.Dim("batch", min=1)
+        args, shapes = [], []
+        for spec in self.signature.inputs:
+            dims = tuple(2 if d == -1 else d for d in spec.shape)
+            args.append(torch.zeros(dims, dtype=getattr(torch, to_numpy_dtype(spec.dtype).name)))
+            shapes.append({0: batch} if spec.shape[0] == -1 else None)
+        was_training = module.training
+        module.eval()
         try:
-            scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
-            torch.jit.save(scripted, str(path))
-            return path, False
-        except Exception as exc:
-            log.info("brick %r does not script (%s); saving it with torch.save", self.name, exc)
-            torch.save(module, path)
-            return path, True
+            return torch.export.export(module, tuple(args), dynamic_shapes=tuple(shapes))
+        finally:
+            module.train(was_training)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> TorchBrick:
