@@ -74,6 +74,23 @@ _ALIASES.update(
 def dtype_of(value: Any) -> str:
     """Normalise any dtype spelling (``np.float32``, ``"float32"``, ``"FP32"``,
     ``"tensor(float)"``, an ONNX enum int, ``torch.float32``) to its v2 wire name."""
+    if type(value) in _NP_DTYPE_TYPES:  # the hot path: an array's dtype, seen before
+        hit = _BY_NP_DTYPE.get(value)
+        if hit is not None:
+            return hit
+        name = _dtype_of(value)
+        if len(_BY_NP_DTYPE) < 256:
+            _BY_NP_DTYPE[value] = name
+        return name
+    return _dtype_of(value)
+
+
+_BY_NP_DTYPE: dict[Any, str] = {}
+_NP_DTYPE_TYPES = frozenset(type(np.dtype(d.numpy)) for d in DTYPES.values() if d.numpy) | {
+    type(np.dtype("U1")), type(np.dtype("S1"))}
+
+
+def _dtype_of(value: Any) -> str:
     if isinstance(value, DType):
         return value.name
     if isinstance(value, int) and not isinstance(value, bool):
