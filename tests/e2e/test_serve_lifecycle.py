@@ -50,3 +50,28 @@ def test_port_0_is_printed_and_ready_quickly(tmp_path):
         assert took < 10  # generous: the goal (< 1 s) is measured by bench/peers, not asserted
     finally:
         stop(s.proc)
+
+
+def test_two_workers_share_the_port_and_stop_together(tmp_path):
+    files = write_models(tmp_path)
+    s = start(files, "--workers", "2", cwd=tmp_path)
+    try:
+        body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
+                                         "data": [1, 2, 3, 4]}]})
+        with httpx.Client(timeout=10) as http:
+            for _ in range(20):
+                r = http.post(s.url + "/v2/models/calc/infer", content=body)
+                assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [2, 4, 6, 8]
+        children = [int(p) for p in
+                    open(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read().split()]
+        assert len(children) == 2
+        s.proc.send_signal(15)
+        assert s.proc.wait(30) == 0
+        for pid in children:  # every worker is gone too
+            try:
+                state = open(f"/proc/{pid}/stat").read().split()[2]
+            except FileNotFoundError:
+                continue
+            assert state == "Z"  # exited, waiting to be reaped
+    finally:
+        stop(s.proc)
