@@ -38,6 +38,8 @@ def _spec_list(value: Any, where: str) -> list[TensorSpec]:
     if isinstance(value, list) and value and isinstance(value[0], Mapping):
         return [TensorSpec(v["name"], v.get("datatype", v.get("dtype")), v.get("shape"))
                 for v in value]
+    if isinstance(value, Mapping):  # YAML gives {x: [FP32, [-1, 4]]}: lists, not tuples
+        value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
     specs = _specs(value, where)
     for s in specs:
         if s.dtype == "BYTES":
