@@ -9,7 +9,7 @@ import sys
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve", help="serve pipelines over the Open Inference Protocol v2 (KServe/Triton)",
         description="Serve one or more pipeline files, each as a model named after the file's "

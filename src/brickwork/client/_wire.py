@@ -207,7 +207,7 @@ def encode_tensor(name: str, arr: np.ndarray, *, binary: bool) -> tuple[dict[str
     item: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
     if datatype == "BYTES":
         if binary:
-            raw = pack_bytes(arr)
+            raw: Any = pack_bytes(arr)
             item["parameters"] = {"binary_data_size": len(raw)}
             return item, raw
         item["data"] = [_text(x, name) for x in arr.reshape(-1).tolist()]

@@ -103,7 +103,7 @@ def _requested(wanted: Any, outputs: Mapping[str, TensorSpec], binary_output: bo
     out: list[tuple[str, bool]] = []
     for w in wanted:
         name = w.get("name") if type(w) is dict else None
-        if name not in outputs:
+        if not isinstance(name, str) or name not in outputs:
             raise InvalidInput(f"unknown output {name!r}; model {model!r} returns {sorted(outputs)}")
         params = w.get("parameters")
         binary = binary_output

@@ -5,6 +5,7 @@ forked after the bind to share the port."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -98,7 +99,7 @@ def make_server(app: App, *, on_ready: ReadyCallback | None = None) -> Any:
 
     config = uvicorn.Config(
         app, http="httptools", loop="uvloop", ws="none", lifespan="on", interface="asgi3",
-        log_level="warning", access_log=False, timeout_graceful_shutdown=app.config.drain_timeout_s,
+        log_level="warning", access_log=False, timeout_graceful_shutdown=math.ceil(app.config.drain_timeout_s),
         timeout_keep_alive=30, backlog=app.config.backlog, server_header=False, date_header=False,
     )
     return Server(config)
@@ -108,7 +109,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
 
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is in the server extra
         return asyncio.new_event_loop
 
