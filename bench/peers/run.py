@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,9 +101,7 @@ class Failed(Exception):
 
 
 # ----------------------------------------------------------------------------------- one run
-def run_one(peer, model, idx, a, cache, rundir, bodies, expected, pool_x, log):
-    import numpy as np
-
+def run_one(peer, model, idx, a, cache, rundir, expected, pool_x, log):
     import loadgen
     import procstats
     from peers import launch
@@ -180,7 +179,6 @@ def run_one(peer, model, idx, a, cache, rundir, bodies, expected, pool_x, log):
             status="ok" if r.errors == 0 else "errors")
         if proc.poll() is not None:
             res["status"] = f"server exited ({proc.returncode}) during load"
-        del np
     except Failed as e:
         res.update(status="failed", reason=str(e))
     except Exception as e:  # noqa: BLE001 - keep going with the next server
@@ -193,6 +191,8 @@ def run_one(peer, model, idx, a, cache, rundir, bodies, expected, pool_x, log):
                 c.unlink()
             except OSError:
                 pass
+        for d in ("pytriton-ws", "tmp"):  # PyTriton copies Triton (~22 MB) into its workspace
+            shutil.rmtree(rundir / d, ignore_errors=True)
     return res
 
 
@@ -247,6 +247,48 @@ def table(results: list[dict]) -> str:
             f"| {fmt(r['idle_rss_mb'])} | {fmt(r['idle_pss_mb'])} | {fmt(r['ready_s'], 1)} "
             f"| {note.strip()} |")
     return "\n".join(rows)
+
+
+def _rng(vals, nd=0):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "–"
+    lo, hi = min(vals), max(vals)
+    return fmt(float(lo), nd) if fmt(float(lo), nd) == fmt(float(hi), nd) else \
+        f"{fmt(float(lo), nd)}–{fmt(float(hi), nd)}"
+
+
+def summary(results: list[dict]) -> str:
+    """One line per server and model: the range over its runs (compare like PEERS.md does)."""
+    rows = ["| server | model | req/s | p99 ms | server CPU ms/req | idle PSS MB | ready after s "
+            "| errors |", "|" + "---|" * 8]
+    seen: dict[tuple, list[dict]] = {}
+    for r in results:
+        seen.setdefault((r["server"], r["model"]), []).append(r)
+    for (srv, model), rs in seen.items():
+        ok = [r for r in rs if r["status"] not in ("failed", "skipped")]
+        if not ok:
+            why = rs[-1].get("reason", "")[:160]
+            rows.append(f"| {srv} | {model} | – | – | – | – | – | {rs[-1]['status']}: {why} |")
+            continue
+        rows.append(f"| {srv} | {model} | {_rng([r['rps'] for r in ok])} "
+                    f"| {_rng([r['p99_ms'] for r in ok])} "
+                    f"| {_rng([r['server_cpu_ms_per_req'] for r in ok], 2)} "
+                    f"| {_rng([r['idle_pss_mb'] for r in ok])} | {_rng([r['ready_s'] for r in ok], 1)} "
+                    f"| {sum(r['errors'] for r in ok)} |")
+    return "\n".join(rows)
+
+
+def generator_note(results: list[dict]) -> str:
+    ok = [r for r in results if r.get("rps") and r.get("client_cpu_pct")]
+    if not ok:
+        return ""
+    top = max(ok, key=lambda r: r["rps"])
+    cap = max(r["rps"] * 100.0 / r["client_cpu_pct"] for r in ok)
+    return (f"Load generator check: at the highest rate measured ({top['rps']:,.0f} req/s, "
+            f"{top['server']}/{top['model']}) the generator used {top['client_cpu_pct']:.0f} % of "
+            f"one core; its best CPU cost per request extrapolates to ~{cap:,.0f} req/s on a full "
+            f"core. Rows where it was near 100 % are flagged.")
 
 
 # ----------------------------------------------------------------------------------- main
@@ -315,7 +357,7 @@ def main() -> int:
                 for i in range(1, a.runs + 1):
                     log(f"[bench] {s}/{model} run {i}: starting")
                     r = run_one(peer, model, i, a, cache, rundir / f"{s}-{model}-{i}",
-                                None, expected, pool_x, log)
+                                expected, pool_x, log)
                     results.append(r)
                     if r["status"] == "failed":
                         log(f"[bench] {s}/{model} run {i}: FAILED: {r['reason']}")
@@ -338,9 +380,12 @@ def main() -> int:
     print(f"\n{meta['date']}, {meta['cpus']} CPUs, {a.requests} requests after {a.warmup} "
           f"warm-up, {a.concurrency} closed-loop clients, load avg at start "
           f"{meta['loadavg_start'][0]:.2f}\n")
-    print(md)
+    sm = summary(results)
+    gen = generator_note(results)
+    meta["generator_note"] = gen
+    print(sm + "\n\n" + gen + "\n\nEvery run:\n\n" + md)
     (rundir / "results.json").write_text(json.dumps(out, indent=1))
-    (rundir / "results.md").write_text(md + "\n")
+    (rundir / "results.md").write_text(sm + "\n\n" + gen + "\n\n" + md + "\n")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
     log(f"[bench] wrote {rundir / 'results.json'}" + (f" and {a.json}" if a.json else ""))
