@@ -110,3 +110,12 @@ def test_compile_errors_surface_from_files(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read pipeline file"):
         load_graph(tmp_path / "nope.yaml")
+
+
+def test_device_option_reaches_the_brick_before_it_loads(tmp_path):
+    from brickwork.testing import FakeBrick
+
+    path = write(tmp_path, "bricks:\n  f: {fake: true, device: 'cuda:1'}\ngraph: f\n")
+    node = load_graph(path).graph.root
+    assert node.options.device == "cuda:1" and node.brick.device == "cuda:1"
+    assert bw.brick(FakeBrick(), device="cuda:0").brick.device == "cuda:0"

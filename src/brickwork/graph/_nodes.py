@@ -26,7 +26,19 @@ def brick(b: Brick, *, name: str | None = None, **options: Any) -> Node:
     node_name = name or b.name
     if name and getattr(b, "name", None) != name:
         b.name = name
-    return Node(b, node_name, options=StageOptions().updated(**options))
+    stage_options = StageOptions().updated(**options)
+    place(b, stage_options)
+    return Node(b, node_name, options=stage_options)
+
+
+def place(b: Brick, options: StageOptions) -> None:
+    """Tell the brick its device before anything loads it (compile() reads signatures, which
+    may load the model), so execution providers / torch devices follow the stage's device."""
+    if options.device != "cpu" or hasattr(b, "device"):
+        try:
+            b.device = options.device  # type: ignore[attr-defined]
+        except AttributeError:  # a read-only attribute on a third-party brick
+            pass
 
 
 def function(fn: Callable[..., Any] | str, *, name: str | None = None, batch: bool = False,

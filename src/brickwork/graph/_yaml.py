@@ -36,6 +36,7 @@ from ..bricks._base import kind_class, known_kinds
 from ..errors import BrickworkError, ConfigError
 from ..options import StageOptions
 from ..spec import TensorSpec
+from ._nodes import place
 from ._steps import Graph, Node, Step, ensemble, parallel, switch
 
 __all__ = ["STAGE_KEYS", "PipelineFile", "load_graph", "load_pipeline", "parse_pipeline"]
@@ -132,6 +133,7 @@ class _Parser:
             options = defaults.updated(**stage)
         except (BrickworkError, TypeError) as exc:
             raise ConfigError(f"{self.where}:{entry.line}: brick {name!r} options: {exc}") from exc
+        place(brick, options)
         node = Node(brick, name, options=options)
         rename = entry.get("rename")
         if rename is not None:
