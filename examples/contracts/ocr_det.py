@@ -143,7 +143,7 @@ def _box_score_fast(bitmap: np.ndarray, box_in: np.ndarray) -> float:
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
     box[:, 0] = box[:, 0] - xmin
     box[:, 1] = box[:, 1] - ymin
-    cv2.fillPoly(mask, box.reshape(1, -1, 2).astype(np.int32), 1)
+    cv2.fillPoly(mask, [box.reshape(-1, 2).astype(np.int32)], 1)
     return float(cv2.mean(bitmap[ymin : ymax + 1, xmin : xmax + 1], mask)[0])
 
 
@@ -181,11 +181,12 @@ def det_postprocess(det_output: np.ndarray, meta: DetMeta, cfg: OcrConfig = DEFA
     to the source page with ``boxes_to_original``.
     """
     pred = np.asarray(det_output, dtype=np.float32).reshape(det_output.shape[-2:])
-    height, width = pred.shape
-    mask = (pred > cfg.det_thresh).astype(np.uint8)
+    height, width = int(pred.shape[0]), int(pred.shape[1])
+    mask: np.ndarray = (pred > cfg.det_thresh).astype(np.uint8)
     if cfg.det_use_dilation:
-        mask = cv2.dilate(mask, np.array([[1, 1], [1, 1]]))
-    contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        mask = np.asarray(cv2.dilate(mask, np.array([[1, 1], [1, 1]])))
+    # OpenCV 4/5 return (contours, hierarchy), OpenCV 3 (image, contours, hierarchy)
+    contours = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[-2]
     kept: list[np.ndarray] = []
     for contour in contours[: cfg.det_max_candidates]:
         points, sside = _mini_box(contour)

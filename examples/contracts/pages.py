@@ -59,7 +59,14 @@ def _make_iban(rng: np.random.Generator) -> str:
     return "DE" + iban_check_digits("DE", bban) + bban
 
 
-def _group4(iban: str) -> str:
+def _required(value: str | None, name: str) -> str:
+    if value is None:
+        raise ValueError(f"a sample page needs {name}; got None")
+    return value
+
+
+def _group4(iban: str | None) -> str:
+    iban = _required(iban, "an IBAN")
     return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
 
 
@@ -90,8 +97,8 @@ def _make_fields(rng: np.random.Generator) -> ContractFields:
     )
 
 
-def _eu_date(iso: str) -> str:
-    return dt.date.fromisoformat(iso).strftime("%d.%m.%Y")
+def _eu_date(iso: str | None) -> str:
+    return dt.date.fromisoformat(_required(iso, "a date")).strftime("%d.%m.%Y")
 
 
 def _page_lines(f: ContractFields) -> tuple[str, ...]:
@@ -125,8 +132,8 @@ def _degrade(img: Image.Image, rng: np.random.Generator, *, angle: float) -> Ima
     rotated = img.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=255)
     blurred = rotated.filter(ImageFilter.GaussianBlur(radius=0.8))
     arr = np.asarray(blurred, dtype=np.float32)
-    arr = arr + rng.normal(0.0, 12.0, size=arr.shape)
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+    noisy = arr + rng.normal(0.0, 12.0, size=arr.shape)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="L")
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
