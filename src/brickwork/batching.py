@@ -295,9 +295,10 @@ class BatchQueue:
             return 0.0
         return max(head.enqueued + delay - now, 0.0)
 
-    def take(self, now: float | None = None) -> Batch:
+    def take(self, now: float | None = None, *, full_only: bool = False) -> Batch:
         """Remove and return the batch that is due now (empty ``requests`` when none is due
-        yet), plus every expired or abandoned request met on the way."""
+        yet), plus every expired or abandoned request met on the way. ``full_only``: hand
+        out only a batch that reached the limit (to queue it behind a running one)."""
         now = self.clock() if now is None else now
         batch = Batch()
         if not self._queue:
@@ -305,8 +306,10 @@ class BatchQueue:
         limit = self.limit()
         chosen, expired, preferred_cut = self._plan(now, limit)
         batch.expired = expired
+        rows = sum(r.rows for r in chosen)
+        if full_only and rows < limit and not (chosen and (chosen[0].alone or chosen[0].key is None)):
+            chosen = []
         if chosen and self._wait_s(chosen, preferred_cut, now, limit) == 0.0:
-            rows = sum(r.rows for r in chosen)
             if preferred_cut and rows < limit and not self._timed_out(chosen[0], now, limit):
                 chosen = chosen[:preferred_cut]
             batch.requests = chosen

@@ -153,7 +153,8 @@ class ProcessReplica:
             conn.close()
 
     # -- the hot path ------------------------------------------------------------------
-    def run(self, parts: Sequence[Tensors]) -> asyncio.Future[RunResult]:
+    def run(self, parts: Sequence[Tensors], wanted: Callable[[], bool] | None = None,
+            ) -> asyncio.Future[RunResult]:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[RunResult] = loop.create_future()
         if not self.alive:

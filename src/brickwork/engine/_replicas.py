@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import ModelError, RequestError
+from ..errors import DeadlineExceeded, ModelError, RequestError
 from ..graph._plan import StagePlan
 from ..spec import Tensors
 
@@ -48,7 +48,11 @@ class Replica(Protocol):
 
     async def start(self) -> None: ...
 
-    def run(self, parts: Sequence[Tensors]) -> asyncio.Future[RunResult]: ...
+    def run(self, parts: Sequence[Tensors], wanted: Callable[[], bool] | None = None,
+            ) -> asyncio.Future[RunResult]:
+        """Run one batch. ``wanted`` (optional) says, just before compute, whether any caller
+        still waits for it; a batch nobody wants is skipped with DeadlineExceeded."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -102,7 +106,10 @@ def split(outputs: Tensors, rows: Sequence[int], stage: str) -> list[Tensors]:
     return out
 
 
-def _timed_call(stage: StagePlan, parts: Sequence[Tensors]) -> RunResult:
+def _timed_call(stage: StagePlan, parts: Sequence[Tensors],
+                wanted: Callable[[], bool] | None = None) -> RunResult:
+    if wanted is not None and not wanted():
+        raise DeadlineExceeded(f"stage {stage.name!r}: every request of the batch expired before compute")
     inputs, copied = merge(parts)
     t0 = time.perf_counter()
     out = call_brick(stage, inputs)
@@ -142,7 +149,8 @@ class InlineReplica:
         self.batches += 1
         return _timed_call(self.stage, parts)
 
-    def run(self, parts: Sequence[Tensors]) -> asyncio.Future[RunResult]:
+    def run(self, parts: Sequence[Tensors], wanted: Callable[[], bool] | None = None,
+            ) -> asyncio.Future[RunResult]:
         fut: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
         try:
             fut.set_result(self.run_now(parts))
@@ -159,9 +167,11 @@ class InlineReplica:
 
 class ThreadReplica:
     """Owns one worker thread; replicas of a stage share the one loaded brick (ONNX Runtime
-    sessions and torch modules in eval mode are safe to call from several threads)."""
+    sessions and torch modules in eval mode are safe to call from several threads).
+    ``capacity`` 2: while one batch runs, one *full* batch may wait in the thread's own queue,
+    so the brick starts it without a round trip through the event loop."""
 
-    capacity = 1
+    capacity = 2
 
     def __init__(self, stage: StagePlan, index: int = 0, *, load: bool = True) -> None:
         self.stage = stage
@@ -179,9 +189,10 @@ class ThreadReplica:
         if self._load:
             await asyncio.get_running_loop().run_in_executor(self._pool, load_local, self.stage)
 
-    def run(self, parts: Sequence[Tensors]) -> asyncio.Future[RunResult]:
+    def run(self, parts: Sequence[Tensors], wanted: Callable[[], bool] | None = None,
+            ) -> asyncio.Future[RunResult]:
         self.batches += 1
-        return asyncio.get_running_loop().run_in_executor(self._pool, _timed_call, self.stage, parts)
+        return asyncio.get_running_loop().run_in_executor(self._pool, _timed_call, self.stage, parts, wanted)
 
     async def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -38,6 +38,7 @@ class Stage:
         self.plan = plan
         self.replicas = list(replicas)
         batching = plan.batching
+        self.batching = batching
         self.rowwise = bool(getattr(plan.brick, "rowwise", True))
         profile = LatencyProfile(batching.max_batch_size) if batching.target_latency_s else None
         self.queue = BatchQueue(batching, rowwise=self.rowwise, profile=profile)
@@ -53,6 +54,7 @@ class Stage:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._pumping = False
+        self._pump_soon = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         for r in self.replicas:
@@ -76,11 +78,14 @@ class Stage:
         key = batch_key(inputs)
         fut: asyncio.Future[Tensors] = loop.create_future()
         self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut)])
+        if not self._pump_soon:  # pump once this loop tick's other callers have queued too
+            self._pump_soon = True
+            loop.call_soon(self._pump_later)
         return await self._wait(fut, deadline, loop)
 
     def stats(self) -> Mapping[str, Any]:
         extra: dict[str, Any] = {
-            "worker": self.plan.worker,
+            "worker": self.replicas[0].info()["kind"] if self.replicas else self.plan.worker,
             "device": self.plan.options.device,
             "replica_info": [r.info() for r in self.replicas],
         }
@@ -125,12 +130,17 @@ class Stage:
         return result.outputs
 
     def _enqueue(self, pending: list[Pending]) -> None:
+        if len(self.queue) + len(pending) > self.batching.max_queue_size:
+            self._pump()  # dispatch what can run now before refusing anyone
         retry = self.queue.retry_after_s(self.stats_.items_per_s())
         try:
             self.queue.put_all(pending, retry_after_s=retry)
         except RequestError as exc:
             self.stats_.error(type(exc).__name__)
             raise
+
+    def _pump_later(self) -> None:
+        self._pump_soon = False
         self._pump()
 
     async def _wait(self, fut: asyncio.Future[Tensors], deadline: float | None,
@@ -169,10 +179,13 @@ class Stage:
                             f"stage {self.name!r} has no live replica (its workers keep dying)"))
                     return
                 now = time.monotonic()
-                batch = self.queue.take(now)
+                busy = replica.inflight > 0  # only a full batch may queue behind a running one
+                batch = self.queue.take(now, full_only=busy)
                 if batch.expired:
                     self._fail(batch.expired, DeadlineExceeded(
                         f"deadline passed while queued in stage {self.name!r}"))
+                if not batch.requests and busy:
+                    return
                 if not batch.requests:
                     due = self.queue.due_in(now)
                     if due is None or due > 0:
@@ -211,8 +224,12 @@ class Stage:
             else:
                 self._finished(replica, requests, t0, result, None)
             return
+        def wanted() -> bool:  # read from the replica's thread just before compute
+            t = time.monotonic()
+            return any(not r.waiter.done() and (r.deadline is None or r.deadline > t) for r in requests)
+
         try:
-            fut = replica.run(parts)
+            fut = replica.run(parts, wanted)
         except BaseException as exc:
             self._finished(replica, requests, t0, None, exc)
             return

@@ -1,0 +1,197 @@
+"""``brickwork bench FILE``: load a pipeline, drive it with concurrent callers, report.
+
+The report: throughput, latency p50/p90/p99, errors by kind, and per stage the batch sizes,
+queue and compute time, utilisation and items/s, with the bottleneck named. ``--json PATH``
+writes the same figures. Inputs: ``--input`` (JSON text or a file), else the pipeline file's
+``example``, else a generated one-item request from the pipeline's signature.
+
+FILE is a pipeline YAML file, or ``module:attribute`` naming a Graph, Node or Pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, RequestError
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="load-test a pipeline and report throughput, latency and stages")
+    p.add_argument("file", metavar="FILE", help="pipeline YAML, or module:attribute of a graph/pipeline")
+    p.add_argument("--concurrency", type=int, default=16, help="concurrent callers (default 16)")
+    amount = p.add_mutually_exclusive_group()
+    amount.add_argument("--requests", type=int, default=None, help="total requests (default 1000)")
+    amount.add_argument("--duration-s", type=float, default=None, help="run for this many seconds instead")
+    p.add_argument("--input", default=None, help="a request as JSON text, or a path to a JSON file")
+    p.add_argument("--warmup", type=int, default=20, help="requests sent before measuring (default 20)")
+    p.add_argument("--backend", default="local", help="local (default), process or ray")
+    p.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the figures here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=bench)
+
+
+def _load(target: str, backend: str) -> tuple[Any, dict[str, Any] | None]:
+    """The pipeline and the example request its file declares (if any)."""
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        from ..graph import load_graph  # type: ignore[attr-defined]
+
+        parsed = load_graph(path)
+        return parsed.compile(backend=backend), (dict(parsed.example) if parsed.example else None)
+    if ":" not in target:
+        raise ConfigError(f"{target!r} is neither a pipeline file nor 'module:attribute'")
+    from ..bricks._base import import_object
+    from ..pipeline import Pipeline
+
+    obj = import_object(target)
+    if isinstance(obj, Pipeline):
+        return obj, getattr(obj, "example", None)
+    if hasattr(obj, "compile"):
+        return obj.compile(backend=backend), getattr(obj, "example", None)
+    raise ConfigError(f"{target!r} is a {type(obj).__name__}, not a graph or pipeline")
+
+
+def _request(args: argparse.Namespace, pipeline: Any, example: dict[str, Any] | None) -> dict[str, Any]:
+    if args.input is not None:
+        text = args.input
+        if not text.lstrip().startswith("{"):
+            text = Path(text).read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--input is not valid JSON: {exc.msg}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError("--input must be a JSON object of tensor name to values")
+        return data
+    if example is not None:
+        return example
+    from ..bricks._base import sample_inputs
+
+    return dict(sample_inputs(pipeline.plan.signature, batch_size=1))
+
+
+class _Progress:
+    def __init__(self, total: int | None, duration_s: float | None, enabled: bool) -> None:
+        self.total, self.duration_s, self.enabled = total, duration_s, enabled
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, done: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.1 and not force):
+            return
+        self.last = now
+        elapsed = now - self.t0
+        frac = done / self.total if self.total else min(elapsed / (self.duration_s or 1), 1.0)
+        bar = "#" * int(frac * 30)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        sys.stderr.write(f"\r[{bar:<30}] {done:>7} requests {rate:>9,.0f} req/s {elapsed:6.1f} s")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+async def _drive(pipeline: Any, request: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    await pipeline.start()
+    for _ in range(args.warmup):
+        await pipeline.ainfer(request)
+    pipeline.reset_stats()
+    total = None if args.duration_s is not None else (args.requests or 1000)
+    stop_at = None if args.duration_s is None else time.perf_counter() + args.duration_s
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    progress = _Progress(total, args.duration_s, (not args.no_progress and sys.stderr.isatty()) or False)
+    issued = 0
+
+    async def caller() -> None:
+        nonlocal issued
+        while True:
+            if total is not None:
+                if issued >= total:
+                    return
+                issued += 1
+            elif time.perf_counter() >= stop_at:  # type: ignore[operator]
+                return
+            t0 = time.perf_counter()
+            try:
+                await pipeline.ainfer(request)
+            except RequestError as exc:
+                errors[type(exc).__name__] += 1
+            else:
+                latencies.append(time.perf_counter() - t0)
+            progress.update(len(latencies) + sum(errors.values()))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(args.concurrency)))
+    elapsed = time.perf_counter() - t0
+    progress.update(len(latencies) + sum(errors.values()), force=True)
+    progress.close()
+    stats = pipeline.stats()
+    await pipeline.aclose()
+    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    p50, p90, p99 = (float(v) for v in np.percentile(lat, (50, 90, 99)))
+    return {
+        "pipeline": pipeline.name, "concurrency": args.concurrency, "backend": args.backend,
+        "requests": len(latencies) + sum(errors.values()), "ok": len(latencies), "errors": dict(errors),
+        "elapsed_s": elapsed, "throughput_req_s": len(latencies) / elapsed if elapsed > 0 else 0.0,
+        "latency_s": {"p50": p50, "p90": p90, "p99": p99, "mean": float(lat.mean())},
+        "bottleneck": stats.get("bottleneck"),
+        "stages": {name: _stage_row(s) for name, s in stats.get("stages", {}).items()},
+    }
+
+
+def _stage_row(s: dict[str, Any]) -> dict[str, Any]:
+    keys = ("requests", "items", "batches", "mean_batch_size", "items_per_s", "utilisation", "queue_s",
+            "compute_s", "batch_sizes", "errors", "copied_bytes", "replicas", "live_replicas", "worker")
+    return {k: s[k] for k in keys if k in s}
+
+
+def _report(r: dict[str, Any]) -> str:
+    lat = r["latency_s"]
+    lines = [
+        f"pipeline {r['pipeline']!r}: {r['requests']} requests, {r['concurrency']} concurrent, "
+        f"{r['elapsed_s']:.2f} s, backend {r['backend']}",
+        f"  throughput  {r['throughput_req_s']:,.1f} req/s",
+        f"  latency     p50 {lat['p50'] * 1e3:.2f} ms   p90 {lat['p90'] * 1e3:.2f} ms   "
+        f"p99 {lat['p99'] * 1e3:.2f} ms",
+    ]
+    if r["errors"]:
+        lines.append("  errors      " + ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())))
+    head = f"  {'stage':<16}{'worker':>8}{'repl':>6}{'batches':>9}{'mean bs':>9}{'queue p50':>11}" \
+           f"{'compute p50':>13}{'util':>7}{'items/s':>11}"
+    lines += ["", head]
+    for name, s in r["stages"].items():
+        mark = "  <- bottleneck" if name == r["bottleneck"] else ""
+        lines.append(
+            f"  {name:<16}{s.get('worker', '?'):>8}{s.get('replicas', 1):>6}{s['batches']:>9}"
+            f"{s['mean_batch_size']:>9.1f}{s['queue_s']['p50'] * 1e3:>9.2f}ms{s['compute_s']['p50'] * 1e3:>11.2f}ms"
+            f"{s['utilisation']:>7.0%}{s['items_per_s']:>11,.0f}{mark}"
+        )
+    if r["bottleneck"]:
+        lines.append(f"\n  bottleneck: {r['bottleneck']} (the busiest stage; give it replicas or a larger batch)")
+    return "\n".join(lines)
+
+
+def bench(args: argparse.Namespace) -> int:
+    if args.concurrency < 1:
+        raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
+    pipeline, example = _load(args.file, args.backend)
+    request = _request(args, pipeline, example)
+    result = asyncio.run(_drive(pipeline, request, args))
+    print(_report(result))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return 0 if result["ok"] else 1
