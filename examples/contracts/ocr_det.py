@@ -180,7 +180,7 @@ def det_postprocess(det_output: np.ndarray, meta: DetMeta, cfg: OcrConfig = DEFA
     boxes are in the coordinates of the working image (see ``crop_lines``); map them
     to the source page with ``boxes_to_original``.
     """
-    pred = np.asarray(det_output, dtype=np.float32).reshape(det_output.shape[-2:])
+    pred: np.ndarray = np.asarray(det_output, dtype=np.float32).reshape(det_output.shape[-2:])
     height, width = int(pred.shape[0]), int(pred.shape[1])
     mask: np.ndarray = (pred > cfg.det_thresh).astype(np.uint8)
     if cfg.det_use_dilation:
