@@ -1,4 +1,5 @@
-"""The Open Inference Protocol v2 endpoints as one lean ASGI app (no framework per request).
+"""The Open Inference Protocol v2 endpoints, transport-independent (``App.handle``), served by
+the lean HTTP/1.1 server in :mod:`._http` and usable as an ASGI 3 app in any ASGI server.
 
     GET  /v2                                   server metadata
     GET  /v2/health/live | /v2/health/ready    liveness / readiness (never need the API key)
@@ -16,7 +17,6 @@ no thread hop.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import time
 import zlib
@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from ..errors import InvalidInput, PayloadTooLarge, Unauthorized
+from ..errors import InvalidInput, PayloadTooLarge, RequestError, Unauthorized
 from ..pipeline import Pipeline
 from ..spec import TensorSpec
 from ._config import ServerConfig
@@ -113,7 +113,7 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._asgi_http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -135,57 +135,49 @@ class App:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # -- routing -----------------------------------------------------------------------
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        method: str = scope["method"]
+    # -- routing (transport-independent) --------------------------------------------------
+    async def handle(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
+                     body: bytes) -> Reply:
+        """Answer one request whose body was read in full (and within ``max_body_bytes``).
+        ``headers`` have lower-case names. Never raises: errors become replies."""
         if path.startswith("/v2/models/"):
-            if self._key is not None and not self._authorised(scope):
-                reply, _ = error_reply(Unauthorized("missing or wrong API key: send "
-                                                    "'Authorization: Bearer <key>'"))
-                await _send(send, reply)
-                return
+            if self._key is not None and not self._authorised(headers):
+                return error_reply(Unauthorized("missing or wrong API key: send "
+                                                "'Authorization: Bearer <key>'"))[0]
             parts = path[11:].split("/")
             model = self.models.get(parts[0])
             if model is None:
-                await _send(send, plain_error(404, f"unknown model {parts[0]!r}; this server has "
-                                                   f"{sorted(self.models)}"))
-                return
+                return plain_error(404, f"unknown model {parts[0]!r}; this server has {sorted(self.models)}")
             rest = parts[1:]
             if len(rest) >= 2 and rest[0] == "versions":
                 if rest[1] != "1":
-                    await _send(send, plain_error(404, f"model {model.name!r} has no version "
-                                                       f"{rest[1]!r}; it has ['1']"))
-                    return
+                    return plain_error(404, f"model {model.name!r} has no version {rest[1]!r}; it has ['1']")
                 rest = rest[2:]
             action = rest[0] if len(rest) == 1 else ("" if not rest else None)
             if action == "infer":
                 if method != "POST":
-                    await _send(send, plain_error(405, "infer takes POST", (b"allow", b"POST")))
-                    return
-                await self._infer(model, scope, receive, send)
-                return
-            if method != "GET":
-                await _send(send, plain_error(405, f"{path} takes GET", (b"allow", b"GET")))
-            elif action == "":
-                await _send(send, (200, [JSON], model.metadata))
-            elif action == "ready":
-                await _send(send, _OK_EMPTY if model.ready and not self.draining
-                            else plain_error(503, f"model {model.name!r} is not ready"))
-            elif action == "config":
-                await _send(send, (200, [JSON], model.config))
-            else:
-                await _send(send, plain_error(404, f"no endpoint {path}"))
-            return
-        await _send(send, self._other(path, method, scope))
+                    return plain_error(405, "infer takes POST", (b"allow", b"POST"))
+                return await self._infer(model, headers, body)
+            if method not in ("GET", "HEAD"):
+                return plain_error(405, f"{path} takes GET", (b"allow", b"GET"))
+            if action == "":
+                return 200, [JSON], model.metadata
+            if action == "ready":
+                if model.ready and not self.draining:
+                    return _OK_EMPTY
+                return plain_error(503, f"model {model.name!r} is not ready")
+            if action == "config":
+                return 200, [JSON], model.config
+            return plain_error(404, f"no endpoint {path}")
+        return self._other(path, method, headers)
 
-    def _other(self, path: str, method: str, scope: Scope) -> Reply:
+    def _other(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
         if path == "/v2/health/ready":
             ok = self.ready and not self.draining
             return _OK_EMPTY if ok else plain_error(503, "draining" if self.draining else "starting")
         if path == "/v2/health/live":
             return _OK_EMPTY
-        if self._key is not None and not self._authorised(scope):
+        if self._key is not None and not self._authorised(headers):
             return error_reply(Unauthorized("missing or wrong API key: send "
                                             "'Authorization: Bearer <key>'"))[0]
         if path in ("/v2", "/v2/"):
@@ -200,9 +192,9 @@ class App:
                 for n, m in self.models.items()])
         return plain_error(404, f"no endpoint {method} {path}; see /v2 and /v2/models/{{name}}")
 
-    def _authorised(self, scope: Scope) -> bool:
+    def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
         assert self._key is not None
-        for k, v in scope["headers"]:
+        for k, v in headers:
             if k == b"authorization" and v[:7].lower() == b"bearer ":
                 return hmac.compare_digest(v[7:].strip(), self._key)
             if k == b"x-api-key":
@@ -210,78 +202,72 @@ class App:
         return False
 
     # -- the hot path ------------------------------------------------------------------
-    async def _infer(self, model: Model, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
         t0 = time.perf_counter()
         metrics = model.metrics
         metrics.in_flight += 1
         kind = None
         try:
-            body, header_length = await self._read_body(scope, receive)
+            header_length = None
+            for k, v in headers:
+                if k == b"inference-header-content-length":
+                    header_length = _int_header(k, v)
+                elif k == b"content-encoding" and v.lower() != b"identity":
+                    body = _decompress(body, v.lower(), self.config.max_body_bytes)
             req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
             timeout = req.timeout_s or self.config.request_timeout_s
             result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
-            headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
-            reply: Reply = (200, headers, out)
-        except _Disconnected:
-            metrics.in_flight -= 1
-            return
-        except asyncio.CancelledError:
-            metrics.in_flight -= 1
-            raise
+            out_headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
+            reply: Reply = (200, out_headers, out)
         except Exception as exc:
             reply, kind = error_reply(exc)
-        metrics.in_flight -= 1
+        finally:
+            metrics.in_flight -= 1
         metrics.observe(reply[0], time.perf_counter() - t0, kind)
-        await _send(send, reply)
+        return reply
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
-        limit = self.config.max_body_bytes
-        declared = header_length = encoding = None
-        for k, v in scope["headers"]:
-            if k == b"content-length":
-                declared = v
-            elif k == b"inference-header-content-length":
-                header_length = v
-            elif k == b"content-encoding":
-                encoding = v.lower()
-        if declared is not None:
-            try:
-                n = int(declared)
-            except ValueError:
-                raise InvalidInput(f"bad Content-Length {declared!r}") from None
-            if n > limit:
-                raise PayloadTooLarge(f"request body is {n} bytes; this server accepts at most {limit} "
-                                      "(--max-body-bytes)")
+    # -- ASGI, for embedding the app in any ASGI server ----------------------------------
+    async def _asgi_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = list(scope["headers"])
+        try:
+            body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
+        except _Disconnected:
+            return
+        except RequestError as exc:
+            reply = error_reply(exc)[0]
+        else:
+            reply = await self.handle(scope["method"], scope["path"], headers, body)
+        status, out_headers, out = reply
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*out_headers, (b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
+
+
+def _int_header(name: bytes, value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"bad {name.decode()} header {value!r}") from None
+
+
+async def _read_asgi_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
+    for k, v in headers:
+        if k == b"content-length" and _int_header(k, v) > limit:
+            raise PayloadTooLarge(f"request body is {int(v)} bytes; this server accepts at most {limit} "
+                                  "(--max-body-bytes)")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
         message = await receive()
         if message["type"] != "http.request":
             raise _Disconnected
-        body: bytes = message.get("body", b"")
-        if message.get("more_body"):
-            chunks = [body]
-            size = len(body)
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    raise _Disconnected
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"request body is over {limit} bytes (--max-body-bytes)")
-                chunks.append(chunk)
-                if not message.get("more_body"):
-                    break
-            body = b"".join(chunks)
-        elif len(body) > limit:
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
             raise PayloadTooLarge(f"request body is over {limit} bytes (--max-body-bytes)")
-        if encoding is not None and encoding != b"identity":
-            body = _decompress(body, encoding, limit)
-        hl = None
-        if header_length is not None:
-            try:
-                hl = int(header_length)
-            except ValueError:
-                raise InvalidInput(f"bad Inference-Header-Content-Length {header_length!r}") from None
-        return body, hl
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
@@ -297,10 +283,3 @@ def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
     if len(out) > limit or d.unconsumed_tail:
         raise PayloadTooLarge(f"decompressed request body is over {limit} bytes (--max-body-bytes)")
     return out
-
-
-async def _send(send: Send, reply: Reply) -> None:
-    status, headers, body = reply
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

@@ -1,11 +1,10 @@
-"""Running the app: uvicorn with httptools and uvloop on a socket we bind ourselves (so port 0
-works and the chosen port is known), graceful drain on SIGTERM, and ``workers`` processes
-forked after the bind to share the port."""
+"""Running the app: the lean HTTP server (:mod:`._http`) on uvloop, on a socket we bind
+ourselves (so port 0 works and the chosen port is known), graceful drain on SIGTERM, and
+``workers`` processes forked after the bind to share the port."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
 import socket
@@ -19,8 +18,9 @@ from ..errors import ConfigError
 from ..pipeline import Pipeline
 from ._app import App
 from ._config import ServerConfig
+from ._http import HttpServer
 
-__all__ = ["bind", "make_server", "serve"]
+__all__ = ["bind", "serve"]
 
 ReadyCallback = Callable[[str, int], None]
 
@@ -58,53 +58,6 @@ def _pipelines(items: Any) -> list[Pipeline]:
     return out
 
 
-def make_server(app: App, *, on_ready: ReadyCallback | None = None) -> Any:
-    """A uvicorn server for ``app`` (uvicorn is imported only here)."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if not self.should_exit and on_ready is not None and sockets:
-                host, port = sockets[0].getsockname()[:2]
-                on_ready(host, port)
-
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            app.draining = True  # /v2/health/ready answers 503 from now on
-            super().handle_exit(sig, frame)
-
-        def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-            self._install()
-
-        def capture_signals(self) -> Any:  # uvicorn >= 0.29; no re-raise after the drain
-            import contextlib
-
-            @contextlib.contextmanager
-            def scope() -> Any:
-                restore = self._install()
-                try:
-                    yield
-                finally:
-                    for sig, handler in restore.items():
-                        signal.signal(sig, handler)
-
-            return scope()
-
-        def _install(self) -> dict[int, Any]:
-            import threading
-
-            if threading.current_thread() is not threading.main_thread():
-                return {}
-            return {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    config = uvicorn.Config(
-        app, http="httptools", loop="uvloop", ws="none", lifespan="on", interface="asgi3",
-        log_level="warning", access_log=False, timeout_graceful_shutdown=math.ceil(app.config.drain_timeout_s),
-        timeout_keep_alive=30, backlog=app.config.backlog, server_header=False, date_header=False,
-    )
-    return Server(config)
-
-
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
@@ -116,16 +69,23 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socket,
              on_ready: ReadyCallback | None) -> None:
-    app = App(pipelines, config)
-    server = make_server(app, on_ready=on_ready)
+    """Serve on this thread until SIGINT/SIGTERM (a second one cuts the drain short)."""
+    import threading
+
+    server = HttpServer(App(pipelines, config), sock, on_ready=on_ready)
     loop = _loop_factory()()
+    main = threading.current_thread() is threading.main_thread()
     try:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.serve(sockets=[sock]))
+        if main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, server.stop)
+        loop.run_until_complete(server.serve())
     finally:
+        if main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
         loop.close()
-    if not server.started:
-        raise ConfigError("the server did not start (a pipeline failed to load; see the log above)")
 
 
 def serve(pipelines: Any, *, host: str = "127.0.0.1", port: int = 8000,

@@ -3,7 +3,7 @@
     with ServerThread(pipeline) as server:
         Client(server.url).infer("name", {"x": x})
 
-The server runs its own event loop in the thread (uvloop, httptools, the same app as
+The server runs its own event loop in the thread (uvloop, the same HTTP server and app as
 ``brickwork serve``); ``start()`` returns once it answers, and raises if it failed to start.
 """
 
@@ -14,7 +14,8 @@ from typing import Any
 
 from ._app import App
 from ._config import ServerConfig
-from ._run import _loop_factory, _pipelines, bind, make_server
+from ._http import HttpServer
+from ._run import _loop_factory, _pipelines, bind
 
 __all__ = ["ServerThread"]
 
@@ -39,12 +40,12 @@ class ServerThread:
     def start(self) -> ServerThread:
         sock = bind(self.config.host, self.config.port, self.config.backlog)
         self.port = sock.getsockname()[1]
-        self._server = make_server(self.app, on_ready=lambda h, p: self._ready.set())
+        self._server = HttpServer(self.app, sock, on_ready=lambda h, p: self._ready.set())
 
         def run() -> None:
             loop = _loop_factory()()
             try:
-                loop.run_until_complete(self._server.serve(sockets=[sock]))
+                loop.run_until_complete(self._server.serve())
             except BaseException as exc:
                 self._error = exc
             finally:
@@ -65,8 +66,7 @@ class ServerThread:
     def stop(self) -> None:
         """Drain and stop (like SIGTERM), then join the thread."""
         if self._server is not None:
-            self.app.draining = True
-            self._server.should_exit = True
+            self._server.stop_threadsafe()
         if self._thread is not None:
             self._thread.join(timeout=self.config.drain_timeout_s + 5)
             self._thread = None
