@@ -130,9 +130,10 @@ class Stage:
         return result.outputs
 
     def _enqueue(self, pending: list[Pending]) -> None:
+        retry = 1.0
         if len(self.queue) + len(pending) > self.batching.max_queue_size:
             self._pump()  # dispatch what can run now before refusing anyone
-        retry = self.queue.retry_after_s(self.stats_.items_per_s())
+            retry = self.queue.retry_after_s(self.stats_.items_per_s())
         try:
             self.queue.put_all(pending, retry_after_s=retry)
         except RequestError as exc:
