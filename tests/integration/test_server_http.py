@@ -1,0 +1,144 @@
+"""The lean HTTP/1.1 layer on a real socket: keep-alive, pipelining, chunked bodies,
+Expect: 100-continue, HTTP/1.0, HEAD, malformed requests, the body limit — and the ASGI form
+of the same app."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import orjson
+import pytest
+
+import brickwork as bw
+from brickwork.server import App, ServerThread
+
+
+def double(x: float) -> float:
+    return 2 * x
+
+
+BODY = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [2.0]}]})
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerThread(bw.function(double, outputs="y").compile(name="double"), max_body_bytes=2000) as s:
+        yield s
+
+
+def talk(server, raw: bytes, *, until: int = 1, timeout_s: float = 5.0) -> list[bytes]:
+    """Send raw bytes, read until ``until`` complete responses (or the peer closes)."""
+    with socket.create_connection((server.host, server.port), timeout=timeout_s) as sock:
+        sock.sendall(raw)
+        data = b""
+        responses: list[bytes] = []
+        while len(responses) < until:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, rest = data.split(b"\r\n\r\n", 1)
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                if len(rest) < length:
+                    break
+                responses.append(head + b"\r\n\r\n" + rest[:length])
+                data = rest[length:]
+        return responses
+
+
+def post(body: bytes = BODY, extra: bytes = b"") -> bytes:
+    return (b"POST /v2/models/double/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    bodies = [orjson.dumps({"id": str(i), "inputs": [{"name": "x", "datatype": "FP64", "shape": [1],
+                                                     "data": [float(i)]}]}) for i in range(5)]
+    out = talk(server, b"".join(post(b) for b in bodies), until=5)
+    assert [orjson.loads(r.split(b"\r\n\r\n", 1)[1])["id"] for r in out] == ["0", "1", "2", "3", "4"]
+
+
+def test_chunked_request_body(server):
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)
+    raw = (b"POST /v2/models/double/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + chunked)
+    (r,) = talk(server, raw)
+    assert r.startswith(b"HTTP/1.1 200") and b'"data":[4.0]' in r
+
+
+def test_expect_100_continue(server):
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        head = post().split(b"\r\n\r\n")[0] + b"\r\nExpect: 100-continue\r\n\r\n"
+        sock.sendall(head)
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(BODY)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def test_http10_closes_and_keep_alive_stays_open(server):
+    raw = b"GET /v2/health/live HTTP/1.0\r\n\r\n"
+    (r,) = talk(server, raw)
+    assert r.startswith(b"HTTP/1.1 200") and b"connection: close" in r
+    two = talk(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" * 2, until=2)
+    assert len(two) == 2 and b"connection: close" not in two[0]
+
+
+def test_head_has_no_body(server):
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"HEAD /v2/models/double HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2:
+            data += sock.recv(4096)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    assert b"content-length: " in head and rest.startswith(b"HTTP/1.1 200")  # no body between
+
+
+def test_malformed_http_is_400(server):
+    (r,) = talk(server, b"NOT HTTP AT ALL\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 400") and b"malformed HTTP" in r
+
+
+def test_body_limit_by_content_length_and_by_counting(server):
+    big = b"x" * 5000
+    (r,) = talk(server, post(big))
+    assert r.startswith(b"HTTP/1.1 413") and b"connection: close" in r
+    chunked = b"".join(b"%x\r\n%s\r\n" % (1000, b"y" * 1000) for _ in range(5)) + b"0\r\n\r\n"
+    raw = (b"POST /v2/models/double/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + chunked)
+    (r,) = talk(server, raw)
+    assert r.startswith(b"HTTP/1.1 413")
+    (r,) = talk(server, post())  # and it keeps serving
+    assert r.startswith(b"HTTP/1.1 200")
+
+
+def test_percent_encoded_paths(server):
+    (r,) = talk(server, b"GET /v2/models/dou%62le HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 200") and b'"name":"double"' in r
+
+
+def test_the_same_app_as_asgi():
+    app = App([bw.function(double, outputs="y").compile(name="double")])
+    sent: list[dict] = []
+
+    async def go():
+        await app.startup()
+        messages = iter([{"type": "http.request", "body": BODY[:10], "more_body": True},
+                         {"type": "http.request", "body": BODY[10:], "more_body": False}])
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v2/models/double/infer", "headers": []}
+        await app(scope, receive, send)
+        await app.shutdown()
+
+    asyncio.run(go())
+    assert sent[0]["status"] == 200
+    assert orjson.loads(sent[1]["body"])["outputs"][0]["data"] == [4.0]
