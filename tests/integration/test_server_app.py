@@ -125,3 +125,14 @@ def test_ready_turns_503_while_draining():
         assert r.status_code == 503 and r.json()["error"] == "draining"
         assert httpx.get(s.url + "/v2/health/live").status_code == 200
         assert httpx.get(s.url + "/v2/models/d/ready").status_code == 503
+
+
+def test_readiness_follows_the_engine_open_circuit_means_503():
+    node = bw.function(busy, outputs="y", breaker=bw.Breaker(failures=1, reset_after_s=60.0))
+    with ServerThread(node.compile(name="flaky")) as s, httpx.Client(base_url=s.url) as http:
+        assert http.get("/v2/models/flaky/ready").status_code == 200
+        body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}]})
+        assert http.post("/v2/models/flaky/infer", content=body).status_code == 503
+        r = http.get("/v2/models/flaky/ready")
+        assert r.status_code == 503 and "circuit" in r.json()["error"]
+        assert http.get("/v2/health/ready").status_code == 503

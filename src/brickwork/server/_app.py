@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from ..errors import InvalidInput, PayloadTooLarge, RequestError, Unauthorized
+from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError, Unauthorized
 from ..pipeline import Pipeline
 from ..spec import TensorSpec
 from ._config import ServerConfig
@@ -89,7 +89,7 @@ class App:
         self.models: dict[str, Model] = {}
         for p in pipelines:
             if p.name in self.models:
-                raise InvalidInput(f"two pipelines are named {p.name!r}; model names must be unique")
+                raise ConfigError(f"two pipelines are named {p.name!r}; model names must be unique")
             self.models[p.name] = Model(p)
         self.ready = False
         self.draining = False
@@ -163,9 +163,9 @@ class App:
             if action == "":
                 return 200, [JSON], model.metadata
             if action == "ready":
-                if model.ready and not self.draining:
-                    return _OK_EMPTY
-                return plain_error(503, f"model {model.name!r} is not ready")
+                why = self._unready(model)
+                return _OK_EMPTY if not why else plain_error(503, f"model {model.name!r} is not ready: "
+                                                                  + "; ".join(why))
             if action == "config":
                 return 200, [JSON], model.config
             return plain_error(404, f"no endpoint {path}")
@@ -173,8 +173,10 @@ class App:
 
     def _other(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
         if path == "/v2/health/ready":
-            ok = self.ready and not self.draining
-            return _OK_EMPTY if ok else plain_error(503, "draining" if self.draining else "starting")
+            if self.draining or not self.ready:
+                return plain_error(503, "draining" if self.draining else "starting")
+            why = [w for m in self.models.values() for w in self._unready(m)]
+            return _OK_EMPTY if not why else plain_error(503, "; ".join(why))
         if path == "/v2/health/live":
             return _OK_EMPTY
         if self._key is not None and not self._authorised(headers):
@@ -191,6 +193,16 @@ class App:
                 {"name": n, "version": "1", "state": "READY" if m.ready else "UNAVAILABLE"}
                 for n, m in self.models.items()])
         return plain_error(404, f"no endpoint {method} {path}; see /v2 and /v2/models/{{name}}")
+
+    def _unready(self, model: Model) -> list[str]:
+        """Why ``model`` cannot answer now (empty: ready): starting, draining, or the engine's
+        reasons (a stage with no live replica or an open circuit that no fallback covers)."""
+        if self.draining:
+            return ["the server is draining"]
+        if not model.ready:
+            return ["starting"]
+        unready = getattr(model.pipeline, "unready", None)
+        return list(unready()) if unready is not None else []
 
     def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
         assert self._key is not None
