@@ -5,12 +5,12 @@
 
     serve(pipeline, port=8000)        # or: brickwork serve pipeline.yaml
 
-Importing this package is cheap; uvicorn is imported when a server starts.
+Importing this package is cheap (httptools, orjson); no web framework is involved.
 """
 
 from ._app import App
 from ._config import ServerConfig
 from ._run import serve
-from ._testing import ServerThread
+from ._testing import ServerThread, serve_in_thread
 
-__all__ = ["App", "ServerConfig", "ServerThread", "serve"]
+__all__ = ["App", "ServerConfig", "ServerThread", "serve", "serve_in_thread"]

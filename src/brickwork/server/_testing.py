@@ -38,6 +38,8 @@ class ServerThread:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> ServerThread:
+        if self._thread is not None:  # already running
+            return self
         sock = bind(self.config.host, self.config.port, self.config.backlog)
         self.port = sock.getsockname()[1]
         self._server = HttpServer(self.app, sock, on_ready=lambda h, p: self._ready.set())
@@ -76,3 +78,9 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_in_thread(pipelines: Any, **options: Any) -> ServerThread:
+    """Start a :class:`ServerThread` (port 0 unless given) and return it, ready; stop it with
+    ``.stop()`` or use it as a context manager."""
+    return ServerThread(pipelines, **options).start()
