@@ -107,6 +107,10 @@ def _dtype_of(value: Any) -> str:
         return key
     if value is str or value is bytes:
         return "BYTES"
+    if isinstance(value, np.dtype):
+        cached = _NUMPY_NAMES.get(value)
+        if cached is not None:
+            return cached
     text = str(value)
     if text.startswith("torch."):
         return dtype_of(text)
@@ -114,9 +118,13 @@ def _dtype_of(value: Any) -> str:
         np_dtype = np.dtype(value)
     except TypeError as exc:
         raise SpecError(f"unknown dtype {value!r}") from exc
-    if np_dtype.kind in "OUS":
-        return "BYTES"
-    return dtype_of(np_dtype.name)
+    name = "BYTES" if np_dtype.kind in "OUS" else dtype_of(np_dtype.name)
+    if np_dtype.kind not in "OUSV":
+        _NUMPY_NAMES[np_dtype] = name
+    return name
+
+
+_NUMPY_NAMES: dict[np.dtype, str] = {}  # dtype_of's cache for numpy dtypes (the hot path)
 
 
 def to_numpy_dtype(name: str) -> np.dtype:
