@@ -36,6 +36,7 @@ from .graph import (
     fallback,
     function,
     graph,
+    group,
     http,
     onnx,
     parallel,
@@ -57,5 +58,5 @@ __all__ = [
     "PayloadTooLarge", "Pipeline", "Plan", "RequestError", "Signature", "SpecError",
     "StageOptions", "Step", "Tensor", "TensorSpec", "Unauthorized", "UpstreamError",
     "WorkerCrashed", "__version__", "brick", "ensemble", "fallback", "function", "graph",
-    "http", "onnx", "parallel", "sklearn", "switch", "torch", "transformers",
+    "group", "http", "onnx", "parallel", "sklearn", "switch", "torch", "transformers",
 ]

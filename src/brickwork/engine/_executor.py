@@ -210,10 +210,13 @@ class Executor:
         keys = env[route.on]
         n = len(keys)
         values = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys.tolist()]
-        branch_of: dict[int, list[int]] = {}
+        branch_of: dict[Any, list[int]] = {}
         lookup = {v: i for i, (v, _) in enumerate(route.cases)}
         default_index = len(route.cases)
         for item, v in enumerate(values):
+            if route.each:  # group(): one sub-request per distinct value, all to the default
+                branch_of.setdefault(("each", v), []).append(item)
+                continue
             b = lookup.get(v)
             if b is None:
                 if route.default is None:
@@ -227,7 +230,7 @@ class Executor:
             idx = np.asarray(items, dtype=np.intp)
             sub = {k: (v[idx] if v.ndim and v.shape[0] == n else v) for k, v in env.items()}
             envs.append((idx, sub))
-            jobs.append(self._run(steps[b], sub, req))
+            jobs.append(self._run(steps[default_index] if route.each else steps[b], sub, req))
         await _all(jobs)
         for spec in route.outputs:
             parts = [(idx, sub[spec.name]) for idx, sub in envs]

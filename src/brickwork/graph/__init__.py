@@ -16,6 +16,7 @@ from ._steps import (
     ensemble,
     fallback,
     graph,
+    group,
     parallel,
     switch,
 )
@@ -24,6 +25,6 @@ from ._yaml import PipelineFile, load_graph, load_pipeline, parse_pipeline
 __all__ = [
     "Ensemble", "Fallback", "Graph", "Node", "Parallel", "PipelineFile", "Plan", "Sequence_",
     "StagePlan", "Step", "Switch", "brick", "compile_plan", "dump_graph", "ensemble", "fallback",
-    "function", "graph", "http", "load_graph", "load_pipeline", "onnx", "parallel",
+    "function", "graph", "group", "http", "load_graph", "load_pipeline", "onnx", "parallel",
     "parse_pipeline", "render", "sklearn", "switch", "torch", "transformers",
 ]

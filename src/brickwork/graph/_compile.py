@@ -166,7 +166,7 @@ class _Compiler:
         return p.Par(tuple(plans), tuple(per_branch)), published
 
     def _walk_switch(self, sw: Switch, env: _Env) -> tuple[p.PlanStep, dict[str, _Tensor]]:
-        name = self.auto_name("switch", sw.name)
+        name = self.auto_name("group" if sw.each else "switch", sw.name)
         key = env.tensors.get(sw.on)
         if key is None and env.infer_inputs:
             key = _Tensor(TensorSpec(sw.on, "BYTES", (-1,)), "pipeline input")
@@ -199,7 +199,7 @@ class _Compiler:
         for n, t in outputs.items():
             self._check_new(n, env, f"switch {name!r}")
         return (p.Route(name, sw.on, tuple(cases), default_plan,
-                        tuple(t.spec for t in outputs.values())),
+                        tuple(t.spec for t in outputs.values()), sw.each),
                 {n: _Tensor(t.spec, f"switch {name!r} output {n!r}") for n, t in outputs.items()})
 
     def _walk_ensemble(self, ens: Ensemble, env: _Env) -> tuple[p.PlanStep, dict[str, _Tensor]]:

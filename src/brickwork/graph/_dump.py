@@ -70,6 +70,11 @@ class _Dumper:
             return parts
         if isinstance(step, Parallel):
             return {"parallel": [self.step(s) for s in step.branches]}
+        if isinstance(step, Switch) and step.each and step.default is not None:
+            grp: dict[str, Any] = {"on": step.on, "step": self.step(step.default)}
+            if step.name:
+                grp["name"] = step.name
+            return {"group": grp}
         if isinstance(step, Switch):
             out: dict[str, Any] = {"on": step.on, "cases": {k: self.step(v) for k, v in step.cases.items()}}
             if step.default is not None:

@@ -68,6 +68,7 @@ class Route:
     cases: tuple[tuple[Any, PlanStep], ...]
     default: PlanStep | None
     outputs: tuple[TensorSpec, ...]
+    each: bool = False  # group(): ``default`` runs once per distinct value of ``on``
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,12 +123,16 @@ class Parallel(Step):
 class Switch(Step):
     """Route each *item* of the batch to the branch whose key equals the item's value of tensor
     ``on``; items matching no key go to ``default`` (or fail with InvalidInput). Branches
-    must publish the same outputs; the batch is reassembled in the original order."""
+    must publish the same outputs; the batch is reassembled in the original order.
+
+    ``each=True`` (built by :func:`group`; no cases): the items are grouped by their value of
+    ``on`` and ``default`` runs once per distinct value, on that value's items only."""
 
     on: str
     cases: Mapping[Any, Step]
     default: Step | None = None
     name: str | None = None
+    each: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,6 +187,14 @@ def switch(on: str, cases: Mapping[Any, Step], *, default: Step | None = None,
     if not cases:
         raise GraphError("switch() needs at least one case")
     return Switch(on, dict(cases), default, name)
+
+
+def group(on: str, step: Step, *, name: str | None = None) -> Switch:
+    """Run ``step`` once per distinct value of tensor ``on``, each time on the items holding
+    that value (concurrently), and reassemble the batch in order. Each group reaches the
+    stages as its own request, so groups of different pipeline calls that share a value (and
+    so a shape) are batched together: bucketing by a per-item size, such as a padded width."""
+    return Switch(on, {}, step, name, each=True)
 
 
 def ensemble(

@@ -14,6 +14,7 @@
       ocr: {graph: [det, crop, rec], outputs: [text]}
     graph: lr >> rules                # a name, "a >> b", a list (sequence), or one of
                                       #   {parallel: [...]}, {switch: {on, cases, default}},
+                                      #   {group: {on, step}} (step once per distinct value),
                                       #   {ensemble: {members, combiner, on, output, label, weights}},
                                       #   {fallback: [primary, rung..., {default: {...}}]}
     example: {pixels: [[0.0, ...]]}   # optional: a sample request for `brickwork bench`
@@ -37,16 +38,16 @@ from ..errors import BrickworkError, ConfigError
 from ..options import StageOptions
 from ..spec import TensorSpec
 from ._nodes import place
-from ._steps import Graph, Node, Step, ensemble, parallel, switch
+from ._steps import Graph, Node, Step, ensemble, group, parallel, switch
 
 __all__ = ["STAGE_KEYS", "PipelineFile", "load_graph", "load_pipeline", "parse_pipeline"]
 
 STAGE_KEYS = frozenset({"batching", "replicas", "worker", "device", "timeout_s", "retries",
-                        "retry_budget", "breaker", "retry_on"})
+                        "retry_budget", "breaker", "retry_on", "health_timeout_s"})
 _NODE_KEYS = STAGE_KEYS | {"fallback", "rename"}
 _TOP_KEYS = {"name", "defaults", "inputs", "outputs", "bricks", "graphs", "graph", "example",
              "version", "description"}
-_COMBINATORS = {"parallel", "switch", "ensemble", "fallback"}
+_COMBINATORS = {"parallel", "switch", "group", "ensemble", "fallback"}
 
 
 class _Loader(yaml.SafeLoader):
@@ -196,6 +197,10 @@ class _Parser:
                 return parallel(*(self.step(v, arg, i) for i, v in enumerate(arg)))
             if kind == "switch":
                 return self.switch(arg, value)
+            if kind == "group":
+                if not isinstance(arg, dict) or set(arg) - {"on", "step", "name"} or not {"on", "step"} <= set(arg):
+                    raise self.fail(value, kind, "{on: tensor, step: step}", arg)
+                return group(arg["on"], self.step(arg["step"], arg, "step"), name=arg.get("name"))
             if kind == "ensemble":
                 return self.ensemble(arg, value)
             if kind == "fallback":
