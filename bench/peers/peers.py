@@ -196,7 +196,7 @@ def write_brickwork_yaml(model: str, cache: Path, rundir: Path, batch: int,
         body = ('bricks:\n  matmul: {python: "bw_models:matmul", batch: true, outputs: y}\n'
                 "graph: matmul\n")
     elif model == "onnx":
-        body = f'bricks:\n  mlp: {{onnx: "{cache / "mlp.onnx"}"}}\ngraph: mlp\n'
+        body = f'bricks:\n  mlp: {{onnx: "{cache / "mlp.onnx"}", intra_op_threads: 1}}  # as every peer: common.onnx_session\ngraph: mlp\n'
     else:
         body = ('bricks:\n  matmul: {python: "bw_models:matmul", batch: true, outputs: z}\n'
                 '  softmax: {python: "bw_models:softmax", batch: true, outputs: y}\n'

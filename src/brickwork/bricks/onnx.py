@@ -170,6 +170,11 @@ class OnnxBrick(BaseBrick):
             opts.intra_op_num_threads = self.intra_op_threads
         if self.inter_op_threads is not None:
             opts.inter_op_num_threads = self.inter_op_threads
+        # ORT's worker threads spin while idle by default. Behind a batching engine the event
+        # loop and the other stages share these cores, so spinning only steals their CPU
+        # (measured: 0.44 -> 0.10 ms server CPU per request on a small MLP, bench/peers).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
