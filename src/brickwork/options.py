@@ -91,6 +91,9 @@ class FaultPolicy:
     retry_budget: retries may add at most this fraction of the stage's calls (0.1 = 10 %).
     breaker: a circuit breaker, or None.
     retry_on: "machinery" (default) or "any" (also when the model itself raised).
+    health_timeout_s: a process worker whose batch runs longer than ``timeout_s`` (when set) or
+        else this long is taken as hung: it is killed (SIGKILL, by pid) and replaced. Default
+        60.0 seconds; None = never (only ``timeout_s`` then).
     """
 
     timeout_s: float | None = None
@@ -98,9 +101,11 @@ class FaultPolicy:
     retry_budget: float = 0.1
     breaker: Breaker | None = None
     retry_on: Literal["machinery", "any"] = "machinery"
+    health_timeout_s: float | None = 60.0
 
     def __post_init__(self) -> None:
         _positive("FaultPolicy", "timeout_s", self.timeout_s)
+        _positive("FaultPolicy", "health_timeout_s", self.health_timeout_s)
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigError(f"FaultPolicy.retries must be an int >= 0, got {self.retries!r}")
         if not 0 <= self.retry_budget <= 1:

@@ -7,12 +7,21 @@ out of the arenas when the answer arrives. Both the control pipe and the process
 watched by the event loop, so a dead worker is noticed at once: its batch fails with
 ``WorkerCrashed`` (the stage retries it) and a new worker is spawned. The arenas belong to
 this process, which unlinks them on stop, so a killed worker leaves nothing in /dev/shm.
+
+Hung workers: the engine times every batch it hands a worker. A batch still running after
+``hang_after_s`` (the stage's ``timeout_s`` when it has one, else its ``health_timeout_s``)
+means the worker is stuck (a deadlock, an endless loop, a call that never returns): it is
+killed with SIGKILL by its pid and handled like any other death: its batch fails with
+``WorkerCrashed`` (its callers have timed out already when ``timeout_s`` is set) and a new worker
+is spawned, which loads and warms its brick before it takes a batch. ``restarts`` and ``hangs``
+are counted per replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -67,6 +76,14 @@ class ProcessReplica:
         self.restarting = False
         self.on_change: Callable[[], None] = lambda: None
         self.start_timeout_s = start_timeout_s
+        policy = stage.options.policy
+        self.hang_after_s: float | None = policy.timeout_s or policy.health_timeout_s
+        self.hangs = 0
+        self.deaths = 0
+        self.down_since: float | None = None  # monotonic time of the last death, until back
+        self.last_downtime_s: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._hung: str | None = None  # why the current process is being killed as hung
         self._in = Arena(arena_bytes, "in")
         self._out = Arena(arena_bytes, "out")
         self._finalizer = weakref.finalize(self, _release, self._in, self._out)
@@ -91,7 +108,8 @@ class ProcessReplica:
 
     def info(self) -> dict[str, Any]:
         return {"index": self.index, "kind": "process", "pid": self.pid, "alive": self.alive,
-                "restarts": self.restarts, "batches": self.batches,
+                "restarts": self.restarts, "hangs": self.hangs, "deaths": self.deaths,
+                "last_downtime_s": self.last_downtime_s, "batches": self.batches,
                 "arena_bytes": {"in": self._in.size, "out": self._out.size}}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -119,6 +137,9 @@ class ProcessReplica:
             self._kill(proc, parent)
             raise
         self._ready = True
+        if self.down_since is not None:
+            self.last_downtime_s = time.monotonic() - self.down_since
+            self.down_since = None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -191,11 +212,24 @@ class ProcessReplica:
         self._seq += 1
         counts = {"shm_in": copied, "pickled": sum(int(v.nbytes) for v in pickled.values())}
         self._pending = (self._seq, fut, counts)
+        if self.hang_after_s is not None:
+            self._watchdog = loop.call_later(self.hang_after_s, self._on_hang, self._seq)
         try:
             self._conn.send(RunBatch(self._seq, self._in.name, self._out.name, tuple(refs), pickled))
         except (OSError, ValueError):
             self._on_exit(self._proc, self._conn)
         return fut
+
+    def _on_hang(self, seq: int) -> None:
+        """The batch ``seq`` ran past ``hang_after_s``: the worker is stuck; kill it by pid."""
+        pending = self._pending
+        if pending is None or pending[0] != seq or self._proc is None:
+            return
+        self.hangs += 1
+        self._hung = (f"hung: its batch ran past {self.hang_after_s:g} s "
+                      f"({'timeout_s' if self.stage.options.policy.timeout_s else 'health_timeout_s'}), "
+                      "so it was killed and is being replaced")
+        self._on_exit(self._proc, self._conn)
 
     def _grow(self, which: str, need: int) -> None:
         old = self._in if which == "in" else self._out
@@ -228,6 +262,7 @@ class ProcessReplica:
         if pending is None or pending[0] != msg.seq:
             return  # an answer to a batch that was already given up
         self._pending = None
+        self._disarm()
         _, fut, counts = pending
         if isinstance(msg, BatchFailed):
             if not fut.done():
@@ -248,7 +283,13 @@ class ProcessReplica:
         if not fut.done():
             fut.set_result(RunResult(out, msg.compute_s, {k: v for k, v in counts.items() if v}))
 
+    def _disarm(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
     def _fail_pending(self, exc: Exception) -> None:
+        self._disarm()
         pending, self._pending = self._pending, None
         if pending is not None and not pending[1].done():
             pending[1].set_exception(exc)
@@ -260,9 +301,14 @@ class ProcessReplica:
         self._kill(proc, conn)
         self._proc = None
         self._ready = False
+        self.deaths += 1
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        hung, self._hung = self._hung, None
         code = proc.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        err = WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} (pid {proc.pid}) died ({how})")
+        what = hung if hung is not None else f"died ({how})"
+        err = WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} (pid {proc.pid}) {what}")
         fut = self._ready_fut
         if fut is not None and not fut.done():
             fut.set_exception(err)

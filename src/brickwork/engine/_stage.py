@@ -10,7 +10,8 @@ Failures: when a merged batch raises a request error (the model's fault), its re
 again one by one so only the culprit fails. When a worker dies holding a batch
 (``WorkerCrashed``), each request of it is retried once, alone, on whichever replica is free
 next (another one, or the restarted one); a request that crashes a worker twice fails with
-``WorkerCrashed``.
+``WorkerCrashed``. A worker stuck in a batch is killed and replaced by its replica (see
+``_process.py``); to the stage that is one more death.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class Stage:
             "worker": self.replicas[0].info()["kind"] if self.replicas else self.plan.worker,
             "device": self.plan.options.device,
             "replica_info": [r.info() for r in self.replicas],
+            # self-healing: workers restarted after a death, and workers killed as hung
+            "restarts": sum(getattr(r, "restarts", 0) for r in self.replicas),
+            "hangs": sum(getattr(r, "hangs", 0) for r in self.replicas),
         }
         if self.profile is not None:
             extra["latency_profile_s"] = self.profile.measured

@@ -106,4 +106,4 @@ def http(url: str, *, name: str | None = None, **config: Any) -> Node:
 
 
 _OPTION_KEYS = {"replicas", "batching", "worker", "device", "policy", "timeout_s", "retries",
-                "retry_budget", "breaker", "retry_on"}
+                "retry_budget", "breaker", "retry_on", "health_timeout_s"}

@@ -118,6 +118,13 @@ def _render_stages(out: list[str], stats: Mapping[str, Mapping[str, Any]]) -> No
                 name = _metric_name(key)
                 if isinstance(value, bool):
                     value = int(value)
+                if key == "breaker" and isinstance(value, Mapping):  # {"state": ..., "opened": n}
+                    for state in ("closed", "open", "half_open"):
+                        add(name + "_state", "gauge", f"{name}_state{_labels(**labels, state=state)} "
+                                                      f"{int(value.get('state') == state)}")
+                    add(name + "_opened_total", "counter",
+                        f"{name}_opened_total{_labels(**labels)} {value.get('opened', 0)!r}")
+                    continue
                 if isinstance(value, int | float):
                     if key in _COUNTERS:
                         add(name + "_total", "counter", f"{name}_total{_labels(**labels)} {value!r}")
@@ -150,7 +157,8 @@ def _render_stages(out: list[str], stats: Mapping[str, Mapping[str, Any]]) -> No
 
 
 _COUNTERS = frozenset({"requests", "items", "batches", "retries", "crashes", "calls", "busy_s",
-                       "timeouts", "rejected"})
+                       "timeouts", "rejected", "restarts", "hangs", "retries_denied",
+                       "rejected_open_circuit"})
 
 
 def _sort_key(k: Any) -> tuple[int, Any]:
