@@ -153,7 +153,7 @@ def rec_pre(upright: Crop, crop_hw: Pair, rec_width: Ints) -> Annotated[np.ndarr
     widths = set(rec_width.tolist())
     if len(widths) != 1:
         raise ValueError(f"rec_pre needs crops of one rec_width (run it inside a group), got {sorted(widths)}")
-    width = widths.pop()
+    width = max(widths.pop(), CFG.rec_image_shape[2])  # >= 320 always; 0 only in the warm-up batch
     return np.stack([ocr._resize_pad(x, CFG.rec_image_shape, width)
                      for x in _unpad(upright, crop_hw)]).astype(np.float32)
 
