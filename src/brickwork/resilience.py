@@ -171,7 +171,10 @@ class GuardedStage:
 
     def stats(self) -> Mapping[str, Any]:
         out = dict(self.inner.stats())
-        out.update({"retries": self.retries, "retries_denied": self.retries_denied,
+        # "retries" counts every re-run: the engine's own (a crashed worker's batch, a failed
+        # batch split item by item) plus the policy's; "policy_retries" the policy's alone
+        out.update({"retries": int(out.get("retries", 0)) + self.retries, "policy_retries": self.retries,
+                    "retries_denied": self.retries_denied,
                     "timeouts": self.timeouts, "rejected_open_circuit": self.rejected})
         if self.breaker is not None:
             out["breaker"] = {"state": self.breaker.state, "opened": self.breaker.opened_count}

@@ -100,7 +100,11 @@ class App:
     # -- lifecycle ---------------------------------------------------------------------
     async def startup(self) -> None:
         for model in self.models.values():
-            await model.pipeline.start()
+            try:
+                await model.pipeline.start()
+            except Exception as exc:
+                raise ConfigError(f"model {model.name!r} failed to start: {type(exc).__name__}: "
+                                  f"{exc}") from exc
             model.ready = True
         self.ready = True
 

@@ -154,7 +154,9 @@ class Connection(asyncio.Protocol):
                 self.paused = True
             return
         self.busy = True
-        self.loop.create_task(self._serve(req))
+        task = self.loop.create_task(self._serve(req))
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
 
     # -- answering -----------------------------------------------------------------------
     async def _serve(self, req: _Request) -> None:
@@ -165,7 +167,10 @@ class Connection(asyncio.Protocol):
                     f"{self.limit} (--max-body-bytes)"))[0]
                 keep_alive = False
             else:
-                reply = await self.app.handle(req.method, req.path, req.headers, req.body)
+                try:
+                    reply = await self.app.handle(req.method, req.path, req.headers, req.body)
+                except Exception as exc:  # handle() answers errors itself; this is a bug guard
+                    reply = error_reply(exc)[0]
                 keep_alive = req.keep_alive and not self.server.draining
             if self.transport is None:
                 return
@@ -218,6 +223,7 @@ class HttpServer:
         self.keep_alive_s = keep_alive_s
         self.on_ready = on_ready
         self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.started = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -266,6 +272,10 @@ class HttpServer:
             for c in list(self.connections):
                 if c.transport is not None:
                     c.transport.abort()
+            for task in list(self.tasks):  # only left when the drain timed out
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
             await self.app.shutdown()
 
     async def _drain(self, timeout_s: float) -> None:

@@ -157,7 +157,7 @@ def _render_stages(out: list[str], stats: Mapping[str, Mapping[str, Any]]) -> No
 
 
 _COUNTERS = frozenset({"requests", "items", "batches", "retries", "crashes", "calls", "busy_s",
-                       "timeouts", "rejected", "restarts", "hangs", "retries_denied",
+                       "timeouts", "rejected", "restarts", "hangs", "retries_denied", "policy_retries",
                        "rejected_open_circuit"})
 
 
