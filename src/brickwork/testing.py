@@ -25,7 +25,7 @@ import numpy as np
 
 from .bricks._base import BaseBrick, BrickSpec, import_object
 from .errors import WorkerCrashed
-from .spec import Signature, TensorSpec, Tensors, to_numpy_dtype
+from .spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 
 __all__ = ["FakeBrick"]
 

@@ -140,7 +140,7 @@ class BaseBrick:
         primary with a fallback must be able to start). Load failures stay fatal."""
         try:
             self(sample_inputs(self.signature, batch_size=1))
-        except Exception as exc:  # noqa: BLE001 - any failure of the sample call is reported
+        except Exception as exc:  # any failure of the sample call is reported
             self.warmup_error = f"{type(exc).__name__}: {exc}"
             log.warning("warm-up of brick %r failed (it will still serve): %s", self.name, self.warmup_error)
 

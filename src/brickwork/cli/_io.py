@@ -32,8 +32,8 @@ def read_inputs(text: str | None, file: str | None) -> dict[str, Any]:
 
 def _plain(value: np.ndarray) -> Any:
     if value.dtype == object:
-        return [_plain(v) if isinstance(v, np.ndarray) else (v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
-                for v in value]
+        return [_plain(v) if isinstance(v, np.ndarray)
+                else (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for v in value]
     return value.tolist()
 
 

@@ -196,7 +196,7 @@ class _Compiler:
             cases.append((value, plan))
         default_plan = cases.pop()[1] if sw.default is not None else None
         assert outputs is not None
-        for n, t in outputs.items():
+        for n in outputs:
             self._check_new(n, env, f"switch {name!r}")
         return (p.Route(name, sw.on, tuple(cases), default_plan,
                         tuple(t.spec for t in outputs.values()), sw.each),

@@ -212,7 +212,7 @@ class _Renderer:
         if isinstance(step, p.Ladder):
             tails = []
             prev = heads
-            for i, (label, s) in enumerate(step.rungs):
+            for i, (_label, s) in enumerate(step.rungs):
                 start = len(self.edges)
                 tails += self.walk(s, prev)
                 if i and len(self.edges) > start:
