@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import threading
 import time
 
 import httpx
 import orjson
+import pytest
 from tests.e2e.serve_helpers import start, stop, write_models
 
 
@@ -73,5 +76,62 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path):
             except FileNotFoundError:
                 continue
             assert state == "Z"  # exited, waiting to be reaped
+    finally:
+        stop(s.proc)
+
+
+MARKED_PY = '''
+import time
+from pathlib import Path
+
+
+def marked(x: float) -> float:
+    """Says it has started on x (a file; the warm-up call sends zeros), then takes 2 s."""
+    Path(f"started-{x:g}").touch()
+    time.sleep(2.0)
+    return 2 * x
+'''
+
+MARKED_YAML = """name: marked
+bricks:
+  marked: {python: "marked_model:marked", outputs: y, blocking: true}
+graph: marked
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_refuses_new_connections_while_the_in_flight_request_finishes(tmp_path, workers):
+    (tmp_path / "marked_model.py").write_text(MARKED_PY)
+    (tmp_path / "marked.yaml").write_text(MARKED_YAML)
+    s = start([tmp_path / "marked.yaml"], "--workers", str(workers), cwd=tmp_path)
+    try:
+        reply: dict[str, httpx.Response] = {}
+
+        def call() -> None:
+            body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1],
+                                             "data": [21.0]}]})
+            with httpx.Client(timeout=30) as http:
+                reply["r"] = http.post(s.url + "/v2/models/marked/infer", content=body)
+
+        t = threading.Thread(target=call)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "started-21").exists():  # the model is running the request
+            assert time.monotonic() < deadline, "the request never reached the model"
+            time.sleep(0.01)
+        s.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        while True:  # the listener closes at once; until then a connect may still land
+            try:
+                socket.create_connection(("127.0.0.1", s.port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "new connections still accepted 1 s after SIGTERM"
+        assert t.is_alive(), "the request was no longer in flight when the listener closed"
+        t.join(30)
+        assert reply["r"].status_code == 200, reply["r"].text
+        assert reply["r"].json()["outputs"][0]["data"] == [42.0]
+        assert reply["r"].headers["connection"] == "close"
+        assert s.proc.wait(30) == 0
     finally:
         stop(s.proc)

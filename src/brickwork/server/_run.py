@@ -123,6 +123,10 @@ def _run_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
             finally:
                 os._exit(code)
         pids.append(pid)
+    # The workers hold the listening socket now. Were the parent to keep its copy open, the
+    # kernel would go on accepting connections into the backlog after the workers closed
+    # theirs on SIGTERM, and reset them at exit instead of refusing them.
+    sock.close()
 
     def forward(sig: int, frame: FrameType | None) -> None:
         for p in pids:
