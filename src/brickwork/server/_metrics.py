@@ -95,8 +95,8 @@ _QUANTILES = {"p50": "0.5", "p90": "0.9", "p95": "0.95", "p99": "0.99"}
 
 def _metric_name(key: str) -> str:
     name = _NAME.sub("_", key)
-    if name.endswith("_per_s"):
-        name = name[:-2] + "second"
+    if name.endswith("_per_s"):  # items_per_s -> items_per_second
+        name = name[:-1] + "second"
     elif name.endswith("_s"):
         name = name[:-2] + "_seconds"
     return "brickwork_stage_" + name
