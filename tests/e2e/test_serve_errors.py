@@ -59,7 +59,7 @@ def test_bad_input_is_400_with_a_message(server, body, needle):
     assert needle in r.json()["error"]
 
 
-def test_missing_input_is_400(server):
+def test_input_the_model_lacks_and_duplicate_input_are_400(server):  # missing: test_serve_protocol
     body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
                                      "data": [1, 2, 3, 4]}]})
     r = server.post("/v2/models/echo/infer", content=body)
@@ -134,6 +134,9 @@ def test_api_key_is_401_without_it(tmp_path):
     files = write_models(tmp_path)
     with served(files[:1], "--api-key", "s3cret", cwd=tmp_path) as s, httpx.Client(base_url=s.url) as http:
         assert http.get("/v2/health/ready").status_code == 200  # probes need no key
+        assert http.get("/v2/health/live").status_code == 200
+        for path in ("/v2", "/v2/models/calc/ready", "/metrics"):  # everything else does
+            assert http.get(path).status_code == 401, path
         body = calc_body([[1, 2, 3, 4]])
         r = http.post("/v2/models/calc/infer", content=body)
         assert r.status_code == 401 and "API key" in r.json()["error"]
