@@ -14,9 +14,10 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("skl2onnx")
 
-from brickwork.graph import load_graph, load_pipeline  # noqa: E402
-from examples._kit import find_node, make_unavailable  # noqa: E402
-from examples.transactions import build, fraud  # noqa: E402
+from examples._kit import find_node, make_unavailable
+from examples.transactions import build, fraud
+
+from brickwork.graph import load_graph, load_pipeline
 
 YAML = Path(build.__file__).parent / "pipeline.yaml"
 HELD_OUT_SEED = 7  # not the training seed
@@ -46,7 +47,7 @@ def answered(held_out: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]) -> 
 
 
 def test_hard_rules_decide_first_and_the_model_sees_only_the_rest(held_out: Any, answered: Any) -> None:
-    tx, _, verdicts = held_out
+    _, _, verdicts = held_out
     out, stats = answered
     decided = verdicts[:, 0] != "score"
     assert 0 < decided.sum() < len(decided)
