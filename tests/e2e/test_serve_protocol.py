@@ -5,6 +5,7 @@ request carries, the fallback rung in the response, and the /metrics series."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -237,3 +238,39 @@ def test_server_timeout_is_the_deadline_of_requests_that_set_none(tmp_path):
         r = http.post("/v2/models/calc/infer",  # a request's own timeout takes precedence
                       content=orjson.dumps({**body, "parameters": {"timeout_s": 5.0}}))
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_the_client_sync_and_async_json_and_binary(server, binary):
+    from brickwork.client import AsyncClient, Client
+    from brickwork.errors import DeadlineExceeded, InvalidInput, ModelError, NotFound
+
+    url = str(server.base_url)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    with Client(url, binary=binary) as client:
+        assert client.server_ready() and client.model_ready("calc")
+        out = client.infer("calc", {"x": x}, request_id="c1")
+        np.testing.assert_array_equal(out["y"], x * 2)
+        assert out.id == "c1" and out.model_name == "calc" and out["total"].dtype == np.float32
+        only = client.infer("calc", {"x": x.tolist()}, outputs=["total"])  # lists typed from metadata
+        assert list(only) == ["total"]
+        np.testing.assert_array_equal(only["total"], [6.0, 22.0])
+        said = client.infer("echo", {"text": ["héllo", "x"]})
+        assert [v.decode() if isinstance(v, bytes) else v for v in said["upper"]] == ["HÉLLO", "X"]
+        assert client.infer("ladder", {"x": [-1.0]}).rungs == {"primary": "spare"}
+        with pytest.raises(InvalidInput, match="unknown input 'nope'"):
+            client.infer("calc", {"nope": x})
+        with pytest.raises(NotFound):
+            client.infer("missing", {"x": x})
+        with pytest.raises(ModelError, match="x holds 500"):
+            client.infer("calc", {"x": np.full((1, 4), 500, np.float32)})
+        with pytest.raises(DeadlineExceeded):
+            client.infer("calc", {"x": np.full((1, 4), 504, np.float32)}, timeout_s=0.2)
+
+    async def go() -> np.ndarray:
+        async with AsyncClient(url, binary=binary) as client:
+            assert await client.model_ready("calc")
+            outs = await asyncio.gather(*(client.infer("calc", {"x": x + i}) for i in range(4)))
+            return np.stack([o["total"] for o in outs])
+
+    np.testing.assert_array_equal(asyncio.run(go()), [x.sum(axis=1) + 4 * i for i in range(4)])
