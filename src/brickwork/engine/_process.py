@@ -8,7 +8,13 @@ watched by the event loop, so a dead worker is noticed at once: its batch fails 
 ``WorkerCrashed`` (the stage retries it) and a new worker is spawned. The arenas belong to
 this process, which unlinks them on stop, so a killed worker leaves nothing in /dev/shm.
 
-Hung workers: the engine times every batch it hands a worker. A batch still running after
+Pipelining: a worker holds up to two batches, each in its own pair of arenas (a *slot*):
+while it computes one, the next waits in its pipe, already written into shared memory, so the
+worker never idles while the event loop answers the previous batch's callers. When a worker
+dies, the batch it was computing fails with ``WorkerCrashed``; the one queued behind it never
+started, and its requests go back to the stage's queue without counting as an attempt.
+
+Hung workers: the engine times the batch a worker is computing (the oldest it holds). A batch still running after
 ``hang_after_s`` (the stage's ``timeout_s`` when it has one, else its ``health_timeout_s``)
 means the worker is stuck (a deadlock, an endless loop, a call that never returns): it is
 killed with SIGKILL by its pid and handled like any other death: its batch fails with
@@ -51,15 +57,39 @@ DEFAULT_ARENA_BYTES = 4 << 20
 _RESTART_BACKOFF_S = (0.05, 0.5, 2.0)
 
 
-def _release(*arenas: Arena) -> None:
-    for a in arenas:
-        a.release()
+class _Slot:
+    """One batch's shared memory: the request arena the engine writes, the response arena the
+    worker writes."""
+
+    __slots__ = ("inp", "out")
+
+    def __init__(self, arena_bytes: int) -> None:
+        self.inp = Arena(arena_bytes, "in")
+        self.out = Arena(arena_bytes, "out")
+
+    def grow(self, which: str, need: int) -> None:
+        old = self.inp if which == "in" else self.out
+        new = Arena(max(need, 2 * old.size), which)
+        if which == "in":
+            self.inp = new
+        else:
+            self.out = new
+        old.release()
+
+    def release(self) -> None:
+        self.inp.release()
+        self.out.release()
+
+
+def _release_slots(slots: list[_Slot]) -> None:
+    for slot in slots:
+        slot.release()
 
 
 class ProcessReplica:
     """One worker process of a stage. ``on_change`` is called when it dies or comes back."""
 
-    capacity = 1
+    capacity = 2  # one batch computing, one waiting in the worker's pipe
 
     def __init__(self, stage: StagePlan, index: int = 0, *, arena_bytes: int = DEFAULT_ARENA_BYTES,
                  start_timeout_s: float = 120.0) -> None:
@@ -84,16 +114,18 @@ class ProcessReplica:
         self.last_downtime_s: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._hung: str | None = None  # why the current process is being killed as hung
-        self._in = Arena(arena_bytes, "in")
-        self._out = Arena(arena_bytes, "out")
-        self._finalizer = weakref.finalize(self, _release, self._in, self._out)
+        self._slots = [_Slot(arena_bytes) for _ in range(self.capacity)]
+        self._free = list(range(self.capacity))
+        self._finalizer = weakref.finalize(self, _release_slots, self._slots)
         self._proc: Any = None
         self._conn: Any = None
         self._ready = False
         self._stopping = False
         self._started = False
         self._ready_fut: asyncio.Future[None] | None = None
-        self._pending: tuple[int, asyncio.Future[RunResult], dict[str, int]] | None = None
+        # batches the worker holds, oldest first: seq -> (future, byte counts, slot index)
+        self._pending: dict[int, tuple[asyncio.Future[RunResult], dict[str, int], int]] = {}
+        self._watched = 0  # the seq the hang watchdog is timing (the one computing)
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restart_task: asyncio.Future[None] | None = None
@@ -110,7 +142,8 @@ class ProcessReplica:
         return {"index": self.index, "kind": "process", "pid": self.pid, "alive": self.alive,
                 "restarts": self.restarts, "hangs": self.hangs, "deaths": self.deaths,
                 "last_downtime_s": self.last_downtime_s, "batches": self.batches,
-                "arena_bytes": {"in": self._in.size, "out": self._out.size}}
+                "arena_bytes": {"in": sum(s.inp.size for s in self._slots),
+                                "out": sum(s.out.size for s in self._slots)}}
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -178,9 +211,11 @@ class ProcessReplica:
             ) -> asyncio.Future[RunResult]:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[RunResult] = loop.create_future()
-        if not self.alive:
+        if not self.alive or not self._free:
             fut.set_exception(WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} is not running"))
             return fut
+        index = self._free.pop()
+        slot = self._slots[index]
         self.batches += 1
         specs: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
         pickled: dict[str, np.ndarray] = {}
@@ -192,12 +227,12 @@ class ProcessReplica:
             else:
                 specs[name] = (value.dtype, (rows, *value.shape[1:]) if len(parts) > 1 else value.shape)
         offsets, need = layout(specs)
-        if need > self._in.size:
-            self._grow("in", need)
+        if need > slot.inp.size:
+            slot.grow("in", need)
         refs = []
         copied = 0
         for name, (dtype, shape) in specs.items():
-            dst = self._in.array(dtype, shape, offsets[name])
+            dst = slot.inp.array(dtype, shape, offsets[name])
             if len(parts) == 1:
                 np.copyto(dst, first[name], casting="no")
             else:
@@ -211,36 +246,31 @@ class ProcessReplica:
             copied += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         self._seq += 1
         counts = {"shm_in": copied, "pickled": sum(int(v.nbytes) for v in pickled.values())}
-        self._pending = (self._seq, fut, counts)
-        if self.hang_after_s is not None:
-            self._watchdog = loop.call_later(self.hang_after_s, self._on_hang, self._seq)
+        self._pending[self._seq] = (fut, counts, index)
+        if len(self._pending) == 1:
+            self._watch(self._seq)
         try:
-            self._conn.send(RunBatch(self._seq, self._in.name, self._out.name, tuple(refs), pickled))
+            self._conn.send(RunBatch(self._seq, slot.inp.name, slot.out.name, tuple(refs), pickled))
         except (OSError, ValueError):
             self._on_exit(self._proc, self._conn)
         return fut
 
+    def _watch(self, seq: int) -> None:
+        """Time batch ``seq``, which the worker starts computing now."""
+        self._disarm()
+        self._watched = seq
+        if self.hang_after_s is not None and self._loop is not None:
+            self._watchdog = self._loop.call_later(self.hang_after_s, self._on_hang, seq)
+
     def _on_hang(self, seq: int) -> None:
         """The batch ``seq`` ran past ``hang_after_s``: the worker is stuck; kill it by pid."""
-        pending = self._pending
-        if pending is None or pending[0] != seq or self._proc is None:
+        if seq not in self._pending or self._proc is None:
             return
         self.hangs += 1
         self._hung = (f"hung: its batch ran past {self.hang_after_s:g} s "
                       f"({'timeout_s' if self.stage.options.policy.timeout_s else 'health_timeout_s'}), "
                       "so it was killed and is being replaced")
         self._on_exit(self._proc, self._conn)
-
-    def _grow(self, which: str, need: int) -> None:
-        old = self._in if which == "in" else self._out
-        new = Arena(max(need, 2 * old.size), which)
-        if which == "in":
-            self._in = new
-        else:
-            self._out = new
-        old.release()
-        self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _release, self._in, self._out)
 
     def _on_message(self, proc: Any, conn: Any) -> None:
         try:
@@ -258,41 +288,59 @@ class ProcessReplica:
                 else:
                     fut.set_exception(ConfigError(msg.message))
             return
-        pending = self._pending
-        if pending is None or pending[0] != msg.seq:
+        pending = self._pending.pop(msg.seq, None)
+        if pending is None:
             return  # an answer to a batch that was already given up
-        self._pending = None
-        self._disarm()
-        _, fut, counts = pending
-        if isinstance(msg, BatchFailed):
-            if not fut.done():
-                fut.set_exception(msg.error)
-            return
-        assert isinstance(msg, BatchDone)
-        out: Tensors = {}
-        copied_out = 0
-        for ref in msg.outputs:
-            arena = self._in if ref.arena == "in" else self._out
-            out[ref.name] = arena.view(ref).copy()
-            copied_out += ref.nbytes
-        out.update(msg.pickled)
-        counts = {**counts, "shm_out": copied_out + msg.copied,
-                  "pickled": counts["pickled"] + sum(int(v.nbytes) for v in msg.pickled.values())}
-        if msg.out_needed > self._out.size:
-            self._grow("out", msg.out_needed)
-        if not fut.done():
-            fut.set_result(RunResult(out, msg.compute_s, {k: v for k, v in counts.items() if v}))
+        batch, counts, index = pending
+        if msg.seq == self._watched:  # the next batch it holds starts computing now
+            if self._pending:
+                self._watch(next(iter(self._pending)))
+            else:
+                self._disarm()
+        slot = self._slots[index]
+        try:
+            if isinstance(msg, BatchFailed):
+                if not batch.done():
+                    batch.set_exception(msg.error)
+                return
+            assert isinstance(msg, BatchDone)
+            out: Tensors = {}
+            copied_out = 0
+            for ref in msg.outputs:
+                arena = slot.inp if ref.arena == "in" else slot.out
+                out[ref.name] = arena.view(ref).copy()
+                copied_out += ref.nbytes
+            out.update(msg.pickled)
+            counts = {**counts, "shm_out": copied_out + msg.copied,
+                      "pickled": counts["pickled"] + sum(int(v.nbytes) for v in msg.pickled.values())}
+            if msg.out_needed > slot.out.size:
+                slot.grow("out", msg.out_needed)
+        finally:
+            self._free.append(index)
+        if not batch.done():
+            batch.set_result(RunResult(out, msg.compute_s, {k: v for k, v in counts.items() if v}))
 
     def _disarm(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
 
-    def _fail_pending(self, exc: Exception) -> None:
+    def _fail_pending(self, exc: WorkerCrashed) -> None:
+        """Fail every batch the worker held: the one it was computing with ``exc``; those
+        queued behind it never started, so they fail with a WorkerCrashed marked ``started =
+        False`` (the stage requeues their requests without counting an attempt)."""
         self._disarm()
-        pending, self._pending = self._pending, None
-        if pending is not None and not pending[1].done():
-            pending[1].set_exception(exc)
+        pending, self._pending = self._pending, {}
+        self._free = list(range(self.capacity))
+        for i, (fut, _, _) in enumerate(pending.values()):
+            if fut.done():
+                continue
+            if i == 0:
+                fut.set_exception(exc)
+            else:
+                queued = WorkerCrashed(f"{exc} (this batch was queued behind the failed one)")
+                queued.started = False  # type: ignore[attr-defined]
+                fut.set_exception(queued)
 
     def _on_exit(self, proc: Any, conn: Any) -> None:
         """The worker's sentinel fired (or its pipe broke): it is dead."""

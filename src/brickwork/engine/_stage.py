@@ -268,6 +268,9 @@ class Stage:
 
     def _failed(self, requests: list[Pending], exc: BaseException) -> None:
         if isinstance(exc, WorkerCrashed):
+            if getattr(exc, "started", True) is False:  # queued behind the crash: never ran
+                self._requeue_unstarted(requests)
+                return
             self.stats_.crashes += 1
             again = [r for r in requests if r.attempts == 0 and not r.abandoned()]
             for r in again:
@@ -290,6 +293,13 @@ class Stage:
             self.queue.requeue(requests)
             return
         self._fail(requests, exc)
+
+    def _requeue_unstarted(self, requests: list[Pending]) -> None:
+        live = [r for r in requests if not r.abandoned()]
+        if live and not self._closed:
+            self.queue.requeue(live)
+        elif live:
+            self._fail(live, WorkerCrashed(f"stage {self.name!r} shut down"))
 
     def _fail(self, requests: list[Pending], exc: BaseException) -> None:
         failed = 0

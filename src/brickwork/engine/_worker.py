@@ -89,17 +89,21 @@ def _portable(exc: RequestError) -> RequestError:
 
 
 class _Arenas:
-    """The arenas this worker has mapped, by name; an old one is dropped when replaced."""
+    """The arenas this worker has mapped, by name: the engine's slots (a request and a response
+    arena each). A grown arena replaces an old one, so beyond ``limit`` maps the least recently
+    used are dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 4) -> None:
         self._maps: dict[str, WorkerArena] = {}
+        self._limit = limit
 
     def get(self, name: str, keep: tuple[str, str]) -> WorkerArena:
-        arena = self._maps.get(name)
+        arena = self._maps.pop(name, None)
         if arena is None:
-            for stale in [n for n in self._maps if n not in keep]:
+            arena = WorkerArena(name)
+            for stale in [n for n in self._maps if n not in keep][:max(0, len(self._maps) + 1 - self._limit)]:
                 del self._maps[stale]
-            arena = self._maps[name] = WorkerArena(name)
+        self._maps[name] = arena  # most recently used last
         return arena
 
 
