@@ -156,6 +156,28 @@ def test_poison_request_fails_alone_and_its_batch_mates_succeed() -> None:
     assert not ours()
 
 
+def test_a_batch_queued_behind_a_crash_is_requeued_without_counting_an_attempt() -> None:
+    """A worker holds two batches; [13.0] kills it while [5.0] waits in its pipe. The waiting
+    batch never ran: it is requeued as it was (no retry counted) and answers on the new worker;
+    13.0 is retried once alone, kills the new worker too, and fails as a poison request."""
+    node = bw.function(eb.crash_on_13, name="fragile", batch=True, inputs=[("x", "FP32")],
+                       outputs=[("y", "FP32")], worker="process", batching=bw.Batching(max_batch_size=1))
+
+    async def main() -> None:
+        async with node.compile() as pipeline:
+            poison, fine = await asyncio.wait_for(asyncio.gather(
+                pipeline.ainfer({"x": [13.0]}), pipeline.ainfer({"x": [5.0]}), return_exceptions=True), 60)
+            assert isinstance(poison, bw.WorkerCrashed), poison
+            assert not isinstance(fine, BaseException), fine
+            assert fine["y"].tolist() == [10.0]
+            stats = pipeline.stats()["stages"]["fragile"]
+            assert stats["crashes"] == 2  # 13.0 with its neighbour queued, then 13.0 alone
+            assert stats["retries"] == 1  # only 13.0's retry: 5.0 never ran, so it was not retried
+
+    asyncio.run(main())
+    assert not ours()
+
+
 def test_a_brick_without_a_spec_is_refused_for_process_workers() -> None:
     node = bw.function(lambda x: x, name="anon", inputs=[("x", "FP32")], outputs=[("y", "FP32")],
                        batch=True, worker="process")
