@@ -274,3 +274,32 @@ def test_the_client_sync_and_async_json_and_binary(server, binary):
             return np.stack([o["total"] for o in outs])
 
     np.testing.assert_array_equal(asyncio.run(go()), [x.sum(axis=1) + 4 * i for i in range(4)])
+
+
+PID_YAML = """name: pid
+bricks:
+  pid: {python: "pid_model:pid", outputs: pid}
+graph: pid
+"""
+
+
+@pytest.mark.parametrize("backend", ["local", "process"])
+def test_backend_flag_picks_where_the_bricks_run(tmp_path, backend):
+    (tmp_path / "pid_model.py").write_text("import os\n\n\ndef pid(x: float) -> int:\n    return os.getpid()\n")
+    (tmp_path / "pid.yaml").write_text(PID_YAML)
+    body = orjson.dumps({"inputs": [tensor("x", "FP64", [1], [1.0])]})
+    with served([tmp_path / "pid.yaml"], "--backend", backend, cwd=tmp_path) as s:
+        r = httpx.post(s.url + "/v2/models/pid/infer", content=body, timeout=30)
+        assert r.status_code == 200, r.text
+        ran_in = int(r.json()["outputs"][0]["data"][0])
+        if backend == "local":
+            assert ran_in == s.proc.pid
+        else:  # a worker process the server spawned
+            parent = open(f"/proc/{ran_in}/stat").read().rsplit(")", 1)[1].split()[1]
+            assert ran_in != s.proc.pid and int(parent) == s.proc.pid
+
+
+def test_the_ray_backend_is_refused_with_a_message(tmp_path):
+    files = write_models(tmp_path)
+    with pytest.raises(RuntimeError, match="ray backend is not available"):
+        served(files[:1], "--backend", "ray", cwd=tmp_path).__enter__()

@@ -48,7 +48,8 @@ def test_requested_outputs_only(triton):
     x = np.ones((2, 4), dtype=np.float32)
     inp = httpclient.InferInput("x", [2, 4], "FP32")
     inp.set_data_from_numpy(x)
-    res = triton.infer("calc", [inp], outputs=[httpclient.InferRequestedOutput("total")])
+    res = triton.infer("calc", [inp], outputs=[httpclient.InferRequestedOutput("total")],
+                       model_version="1")  # POST /v2/models/calc/versions/1/infer
     assert [o["name"] for o in res.get_response()["outputs"]] == ["total"]
     assert res.as_numpy("y") is None
     np.testing.assert_array_equal(res.as_numpy("total"), [4.0, 4.0])
@@ -74,6 +75,9 @@ def test_error_reaches_the_client(triton):
         triton.infer("calc", [inp])
     with pytest.raises(InferenceServerException, match="unknown model"):
         triton.get_model_metadata("missing")
+    with pytest.raises(InferenceServerException, match="no version '2'"):
+        triton.infer("calc", [httpclient.InferInput("x", [1, 4], "FP32").set_data_from_numpy(
+            np.zeros((1, 4), np.float32))], model_version="2")
 
 
 def test_request_timeout_from_tritonclient_becomes_the_deadline(triton):
