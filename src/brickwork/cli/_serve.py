@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000,
                    help="TCP port; 0 picks a free one and prints it (default: 8000)")
     p.add_argument("--backend", default="local", choices=("local", "process", "ray"),
-                   help="where the bricks run (default: local)")
+                   help="where the bricks run: local (each stage's own worker kind) or process "
+                        "(every stage in worker processes); ray is not available yet (default: local)")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the port, each with its own copy of every "
                         "pipeline (default: 1)")
