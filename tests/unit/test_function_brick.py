@@ -104,3 +104,15 @@ def test_spec_is_an_import_path_for_module_level_functions():
 
     with pytest.raises(bw.ConfigError, match="cannot be rebuilt in another process"):
         FunctionBrick(lambda x: x, inputs={"x": "FP32"}, outputs={"y": "FP32"}).spec()
+
+
+def test_spec_keeps_the_hinted_dtype_of_outputs_named_by_bare_name():
+    """``outputs="pid"`` only names the output; its dtype comes from the return hint, and the
+    spec a worker process rebuilds the brick from must say so (it said FP64 before)."""
+    from tests.fixtures import textfns
+
+    brick = FunctionBrick(textfns.length, outputs="n")
+    assert brick.signature.outputs[0].dtype == "INT64"
+    spec = brick.spec()
+    assert spec.config["outputs"] == [{"name": "n", "datatype": "INT64", "shape": [-1]}]
+    assert bw.bricks.brick_from_spec(spec).signature == brick.signature

@@ -242,8 +242,9 @@ class FunctionBrick(BaseBrick):
         if self.blocking:
             config["blocking"] = True
         for key, value in self._explicit.items():
-            if value is not None:
-                config[key] = [s.to_dict() for s in _specs(value, self.name)]
+            if value is not None:  # the resolved specs: a bare name's dtype comes from the type hints
+                side = self.signature.inputs if key == "inputs" else self.signature.outputs
+                config[key] = [s.to_dict() for s in side]
         return BrickSpec(self.kind, self.name, config, self._base_dir)
 
     @classmethod
