@@ -136,8 +136,19 @@ class Overloaded(RequestError):
 
 
 class WorkerCrashed(RequestError):
+    """A worker died (or was killed as hung) holding the request. ``poison``: the request took
+    down a worker twice (with its batch, then alone), so neither the stage nor a fault policy
+    retries it again; a fallback rung may still answer it."""
+
     status = 503
     is_machinery = True
+
+    def __init__(self, message: str, poison: bool = False) -> None:
+        super().__init__(message)
+        self.poison = poison
+
+    def __reduce__(self) -> tuple[type, tuple[str, bool]]:
+        return (type(self), (self.message, self.poison))
 
 
 class DeadlineExceeded(RequestError):

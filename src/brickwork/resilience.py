@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from .engine import StageRunner
-from .errors import DeadlineExceeded, InvalidInput, Overloaded, RequestError
+from .errors import DeadlineExceeded, InvalidInput, Overloaded, RequestError, WorkerCrashed
 from .options import Breaker, FaultPolicy
 from .spec import Tensors
 
@@ -109,8 +109,8 @@ class RetryBudget:
 
 
 def retryable(exc: RequestError, retry_on: str) -> bool:
-    if isinstance(exc, InvalidInput):
-        return False
+    if isinstance(exc, InvalidInput) or (isinstance(exc, WorkerCrashed) and exc.poison):
+        return False  # a poison request has taken down two workers already
     return exc.is_machinery or retry_on == "any"
 
 

@@ -10,8 +10,9 @@ Failures: when a merged batch raises a request error (the model's fault), its re
 again one by one so only the culprit fails. When a worker dies holding a batch
 (``WorkerCrashed``), each request of it is retried once, alone, on whichever replica is free
 next (another one, or the restarted one); a request that crashes a worker twice fails with
-``WorkerCrashed``. A worker stuck in a batch is killed and replaced by its replica (see
-``_process.py``); to the stage that is one more death.
+``WorkerCrashed(poison=True)``, whose message says so, and nothing retries it again. A worker
+stuck in a batch is killed and replaced by its replica (see ``_process.py``); to the stage that
+is one more death.
 """
 
 from __future__ import annotations
@@ -277,7 +278,13 @@ class Stage:
                 r.attempts += 1
                 r.alone = len(requests) > 1  # isolate a poison request from its neighbours
             self.stats_.retries += len(again)
-            self._fail([r for r in requests if r not in again], exc)
+            done = [r for r in requests if r not in again]
+            twice = [r for r in done if r.attempts > 0]
+            if twice:
+                self._fail(twice, WorkerCrashed(
+                    f"{exc}; this request took down a worker twice (with its batch, then alone), "
+                    "so it is not retried again: a poison request, check its input", poison=True))
+            self._fail([r for r in done if r.attempts == 0], exc)
             if again and not self._closed:
                 self.queue.requeue(again)
             return
