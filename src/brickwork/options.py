@@ -145,6 +145,10 @@ class StageOptions:
         if isinstance(changes.get("batching"), dict):
             changes["batching"] = Batching(**changes["batching"])
         if isinstance(policy_changes.get("breaker"), dict):
+            known = {f.name for f in fields(Breaker)}
+            bad = sorted(set(policy_changes["breaker"]) - known)
+            if bad:
+                raise ConfigError(f"unknown breaker field(s) {bad}; breaker fields are {sorted(known)}")
             policy_changes["breaker"] = Breaker(**policy_changes["breaker"])
         new = replace(self, **changes)
         if policy_changes:

@@ -94,8 +94,13 @@ class _Dumper:
             return {"ensemble": ens}
         if isinstance(step, Fallback):
             ladder: list[Any] = [self.step(step.primary), *(self.step(r) for r in step.rungs)]
+            tail: dict[str, Any] = {}
             if step.default is not None:
-                ladder.append({"default": {k: _plain_value(v) for k, v in step.default.items()}})
+                tail["default"] = {k: _plain_value(v) for k, v in step.default.items()}
+            if step.on != "machinery":
+                tail["on"] = step.on
+            if tail:
+                ladder.append(tail)
             return {"fallback": ladder}
         if isinstance(step, Graph):
             if step.name not in self.graphs:

@@ -17,6 +17,7 @@
                                       #   {group: {on, step}} (step once per distinct value),
                                       #   {ensemble: {members, combiner, on, output, label, weights}},
                                       #   {fallback: [primary, rung..., {default: {...}}]}
+                                      #   (last item may also hold on: any, see docs/faults.md)
     example: {pixels: [[0.0, ...]]}   # optional: a sample request for `brickwork bench`
 
 A malformed file is refused with the file, the line, the field, what was expected and what
@@ -29,7 +30,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -230,17 +231,25 @@ class _Parser:
             raise ConfigError(f"{self.where}:{arg.line}: ensemble: {exc}") from exc
 
     def fallback(self, arg: Any, owner: Any, key: Any, wrap_primary: Step | None = None) -> Step:
+        """``[primary, rung..., {default: {...}, on: machinery|any}]``: the last item may be a
+        mapping with a static default answer and/or what makes the ladder move on."""
         if not isinstance(arg, list) or not arg:
-            raise self.fail(owner, key, "a list: [primary, rung..., {default: {...}}]", arg)
+            raise self.fail(owner, key, "a list: [primary, rung..., {default: {...}, on: any}]", arg)
         default = None
-        if isinstance(arg[-1], dict) and set(arg[-1]) == {"default"}:
-            default = arg[-1]["default"]
+        on: Literal["machinery", "any"] = "machinery"
+        tail = arg[-1]
+        if isinstance(tail, dict) and tail and set(tail) <= {"default", "on"}:
+            default = tail.get("default")
+            on = tail.get("on", on)
+            if on not in ("machinery", "any"):
+                raise self.fail(tail, "on", "'machinery' (crash, timeout, overload, open circuit, "
+                                "upstream error; the default) or 'any' (also when the model raised)", on)
             arg = arg[:-1]
         steps = [wrap_primary if (i == 0 and wrap_primary is not None) else self.step(v, arg, i)
                  for i, v in enumerate(arg)]
         if len(steps) < 2 and default is None:
             raise self.fail(owner, key, "at least one rung or a default answer", arg)
-        return steps[0].fallback(*steps[1:], default=default, name=f"{_label(steps[0])}")
+        return steps[0].fallback(*steps[1:], default=default, on=on, name=f"{_label(steps[0])}")
 
 
 def _label(step: Step) -> str:
