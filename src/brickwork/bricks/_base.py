@@ -164,8 +164,10 @@ def sample_inputs(signature: Signature, batch_size: int = 1) -> Tensors:
     return {spec.name: sample_tensor(spec, batch_size) for spec in signature.inputs}
 
 
-def sample_tensor(spec: TensorSpec, batch_size: int = 1) -> np.ndarray:
-    shape = tuple(batch_size if i == 0 else (1 if d == -1 else d) for i, d in enumerate(spec.shape))
+def sample_tensor(spec: TensorSpec, batch_size: int = 1, dynamic: int = 1) -> np.ndarray:
+    """Zeros (or empty strings) of ``spec``'s shape: ``batch_size`` rows, ``dynamic`` along
+    every other dynamic dimension."""
+    shape = tuple(batch_size if i == 0 else (dynamic if d == -1 else d) for i, d in enumerate(spec.shape))
     if spec.dtype == "BYTES":
         out = np.empty(shape, dtype=object)
         out.fill("")
