@@ -174,7 +174,11 @@ class Pipeline:
                 "fallbacks": {k: dict(v) for k, v in ex.rung_counts.items()}}
 
     def reset_stats(self) -> None:
-        """Measure afresh from now (after a warm-up, before a benchmark)."""
+        """Measure afresh from now (after a warm-up, before a benchmark): stage figures and
+        the answers counted per fallback rung."""
+        if self._executor is not None:
+            for counts in self._executor.rung_counts.values():
+                counts.clear()
         for runner in self._executor.stages.values() if self._executor is not None else ():
             runner = getattr(runner, "inner", runner)
             reset = getattr(runner, "reset_stats", None)

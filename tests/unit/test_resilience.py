@@ -148,6 +148,8 @@ def test_breaker_then_fallback_then_recovery_through_a_pipeline():
         assert stats["stages"]["primary"]["breaker"]["state"] == "open"
         assert stats["fallbacks"]["primary"] == {"backup": 4}
         assert pipe.ready()  # the fallback can answer, so the pipeline is ready
+        pipe.reset_stats()
+        assert pipe.stats()["fallbacks"]["primary"] == {}  # rung counts start afresh too
         primary.config["crash_on"] = None  # the model recovers
         import time
 
