@@ -235,15 +235,11 @@ class ProcessReplica:
             dst = slot.inp.array(dtype, shape, offsets[name])
             if len(parts) == 1:
                 np.copyto(dst, first[name], casting="no")
-            else:
-                at = 0
-                for p in parts:
-                    n = p[name].shape[0]
-                    dst[at:at + n] = p[name]
-                    at += n
+            else:  # the batch's concatenation is the one copy into shared memory
+                np.concatenate([p[name] for p in parts], axis=0, out=dst, casting="no")
+            copied += dst.nbytes
             del dst
             refs.append(TensorRef(name, dtype.str, tuple(shape), offsets[name], "in"))
-            copied += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         self._seq += 1
         counts = {"shm_in": copied, "pickled": sum(int(v.nbytes) for v in pickled.values())}
         self._pending[self._seq] = (fut, counts, index)
