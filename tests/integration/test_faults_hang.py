@@ -113,3 +113,33 @@ def test_a_slow_batch_within_the_health_timeout_is_not_killed() -> None:
             assert info["pid"] == pid and info["hangs"] == 0 and os.getpid() != pid
 
     asyncio.run(main())
+
+
+def test_an_idle_worker_that_stops_answering_heartbeats_is_killed_and_replaced() -> None:
+    """SIGSTOP freezes an idle worker (no batch in flight, so no batch watchdog runs): its
+    heartbeat goes unanswered, and within health_timeout_s + one beat it is killed by pid and
+    replaced; the next request is answered by the new worker."""
+    import signal
+
+    node = bw.brick(FakeBrick("model"), worker="process", health_timeout_s=0.4)
+
+    async def main() -> None:
+        async with node.compile() as pipeline:
+            assert (await pipeline.ainfer({"x": [1.0]}))["y"].tolist() == [1.0]
+            frozen = _replica(pipeline)["pid"]
+            os.kill(frozen, signal.SIGSTOP)
+            t0 = time.monotonic()
+            deadline = t0 + 5.0
+            while _replica(pipeline)["pid"] == frozen and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            noticed_s = time.monotonic() - t0
+            assert noticed_s < 0.4 + 0.2 + 0.5, noticed_s  # health timeout + a beat + slack
+            stats = pipeline.stats()["stages"]["model"]
+            assert stats["hangs"] == 1
+            info = await _back(pipeline)
+            assert info["pid"] != frozen
+            assert (await pipeline.ainfer({"x": [2.0]}))["y"].tolist() == [2.0]
+            with pytest.raises(ProcessLookupError):  # the frozen process was killed and reaped
+                os.kill(frozen, 0)
+
+    asyncio.run(main())

@@ -19,7 +19,12 @@ Hung workers: the engine times the batch a worker is computing (the oldest it ho
 means the worker is stuck (a deadlock, an endless loop, a call that never returns): it is
 killed with SIGKILL by its pid and handled like any other death: its batch fails with
 ``WorkerCrashed`` (its callers have timed out already when ``timeout_s`` is set) and a new worker
-is spawned, which loads and warms its brick before it takes a batch. ``restarts`` and ``hangs``
+is spawned, which loads and warms its brick before it takes a batch.
+
+Heartbeats: while a worker holds no batch the engine pings it every ``min(1 s,
+health_timeout_s / 2)``; a worker that leaves a ping unanswered for ``health_timeout_s`` (frozen,
+stopped, wedged in a native call while idle) is killed and replaced the same way, so it is not
+found only when the next request reaches it. ``restarts`` and ``hangs``
 are counted per replica.
 """
 
@@ -43,6 +48,8 @@ from ._shm import Arena, TensorRef, layout
 from ._worker import (
     BatchDone,
     BatchFailed,
+    Ping,
+    Pong,
     RunBatch,
     Shutdown,
     WorkerFailed,
@@ -108,6 +115,10 @@ class ProcessReplica:
         self.start_timeout_s = start_timeout_s
         policy = stage.options.policy
         self.hang_after_s: float | None = policy.timeout_s or policy.health_timeout_s
+        self.health_timeout_s = policy.health_timeout_s
+        self.heartbeat_s = None if self.health_timeout_s is None else min(1.0, self.health_timeout_s / 2)
+        self._beat: asyncio.TimerHandle | None = None
+        self._ping_sent: float | None = None  # when the unanswered ping went out
         self.hangs = 0
         self.deaths = 0
         self.down_since: float | None = None  # monotonic time of the last death, until back
@@ -170,6 +181,8 @@ class ProcessReplica:
             self._kill(proc, parent)
             raise
         self._ready = True
+        self._ping_sent = None
+        self._arm_heartbeat()
         if self.down_since is not None:
             self.last_downtime_s = time.monotonic() - self.down_since
             self.down_since = None
@@ -177,6 +190,7 @@ class ProcessReplica:
     async def stop(self) -> None:
         self._stopping = True
         self._ready = False
+        self._stop_heartbeat()
         proc, conn = self._proc, self._conn
         if proc is not None:
             self._unwatch(proc, conn)
@@ -268,7 +282,40 @@ class ProcessReplica:
                       "so it was killed and is being replaced")
         self._on_exit(self._proc, self._conn)
 
+    # -- heartbeats -------------------------------------------------------------------
+    def _arm_heartbeat(self) -> None:
+        if self.heartbeat_s is not None and self._loop is not None and not self._stopping:
+            self._beat = self._loop.call_later(self.heartbeat_s, self._heartbeat)
+
+    def _stop_heartbeat(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+
+    def _heartbeat(self) -> None:
+        self._beat = None
+        proc, conn = self._proc, self._conn
+        if not self.alive or proc is None:
+            return
+        if self._pending:  # busy: the batch watchdog times it
+            self._ping_sent = None
+        elif self._ping_sent is None:
+            try:
+                conn.send(Ping(self._seq))
+            except (OSError, ValueError):
+                self._on_exit(proc, conn)
+                return
+            self._ping_sent = time.monotonic()
+        elif self.health_timeout_s is not None and time.monotonic() - self._ping_sent > self.health_timeout_s:
+            self.hangs += 1
+            self._hung = (f"stopped answering heartbeats for {self.health_timeout_s:g} s while idle "
+                          "(health_timeout_s), so it was killed and is being replaced")
+            self._on_exit(proc, conn)
+            return
+        self._arm_heartbeat()
+
     def _on_message(self, proc: Any, conn: Any) -> None:
+        self._ping_sent = None  # any message shows the worker's loop is answering
         try:
             while conn.poll():
                 self._handle(conn.recv())
@@ -276,6 +323,8 @@ class ProcessReplica:
             self._on_exit(proc, conn)
 
     def _handle(self, msg: Any) -> None:
+        if isinstance(msg, Pong):
+            return
         if isinstance(msg, WorkerReady | WorkerFailed):
             fut = self._ready_fut
             if fut is not None and not fut.done():
@@ -342,6 +391,7 @@ class ProcessReplica:
         """The worker's sentinel fired (or its pipe broke): it is dead."""
         if proc is not self._proc:
             return
+        self._stop_heartbeat()
         self._kill(proc, conn)
         self._proc = None
         self._ready = False

@@ -3,7 +3,8 @@
 A worker is started with :func:`worker_main` in a *spawned* process: it rebuilds its brick from
 a :class:`~brickwork.bricks.BrickSpec` (never a pickled live model), loads and warms it on its
 device, says :class:`WorkerReady`, then answers each :class:`RunBatch` with a
-:class:`BatchDone` or :class:`BatchFailed`. Tensors stay in the shared-memory arenas; messages
+:class:`BatchDone` or :class:`BatchFailed`, and each :class:`Ping` (the engine's heartbeat,
+sent while the worker is idle) with a :class:`Pong`. Tensors stay in the shared-memory arenas; messages
 carry only :class:`~brickwork.engine._shm.TensorRef` s (and BYTES tensors, pickled).
 """
 
@@ -25,8 +26,8 @@ from ..errors import ModelError, RequestError
 from ..spec import Tensors
 from ._shm import ALIGN, TensorRef, WorkerArena
 
-__all__ = ["BatchDone", "BatchFailed", "RunBatch", "Shutdown", "WorkerFailed", "WorkerReady",
-           "WorkerStart", "worker_main"]
+__all__ = ["BatchDone", "BatchFailed", "Ping", "Pong", "RunBatch", "Shutdown", "WorkerFailed",
+           "WorkerReady", "WorkerStart", "worker_main"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,16 @@ class BatchFailed:
 @dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    seq: int
 
 
 def _portable(exc: RequestError) -> RequestError:
@@ -172,4 +183,7 @@ def worker_main(start: WorkerStart, conn: Connection) -> None:
         if isinstance(msg, Shutdown):
             brick.close()
             return
+        if isinstance(msg, Ping):
+            conn.send(Pong(msg.seq))
+            continue
         conn.send(_run(brick, msg, arenas))
