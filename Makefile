@@ -30,7 +30,8 @@ bench: $(STAMP)
 	$(PY) bench/engine.py
 
 bench-peers: $(STAMP)
-	$(PY) bench/peers/run.py
+	$(PYTHON) bench/peers/run.py --servers raw,fastapi,litserve,rayserve,pytriton,brickwork \
+		--model matmul,onnx,pipeline --requests 3000 --warmup 200 --concurrency 32
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
