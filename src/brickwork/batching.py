@@ -79,7 +79,7 @@ class Pending:
     """One request waiting in a stage. ``waiter`` is the stage's future (opaque here; a done
     waiter means the caller gave up). ``alone``: never merge it with other requests."""
 
-    inputs: Mapping[str, np.ndarray]
+    inputs: dict[str, np.ndarray]
     rows: int
     enqueued: float
     deadline: float | None = None

@@ -45,7 +45,7 @@ def _load(target: str, backend: str) -> tuple[Any, dict[str, Any] | None]:
     """The pipeline and the example request its file declares (if any)."""
     path = Path(target)
     if path.suffix in (".yaml", ".yml") or path.is_file():
-        from ..graph import load_graph  # type: ignore[attr-defined]
+        from ..graph import load_graph
 
         parsed = load_graph(path)
         return parsed.compile(backend=backend), (dict(parsed.example) if parsed.example else None)

@@ -131,9 +131,9 @@ class Plan:
                 f"  stage {stage.name}: {stage.signature} worker={stage.worker} "
                 f"replicas={stage.options.replicas} max_batch_size={b.max_batch_size}"
             )
-        for stage, binding in self.adapters:
+        for stage_name, binding in self.adapters:
             for a in binding.adapters:
-                lines.append(f"  adapter before {stage}.{binding.port}: {a}")
+                lines.append(f"  adapter before {stage_name}.{binding.port}: {a}")
         return "\n".join(lines)
 
 
