@@ -124,3 +124,14 @@ def test_big_endian_and_strided_arrays_are_sent_little_endian_contiguous():
     arr = np.arange(8, dtype=">i4").reshape(2, 4)[:, ::2]
     np.testing.assert_array_equal(roundtrip(arr, binary=True), arr)
     np.testing.assert_array_equal(roundtrip(arr, binary=False), arr)
+
+
+def test_json_uint64_beyond_int64_keeps_every_value_exact():
+    """[0, 2**63] has no common numpy type but uint64: numpy reads it as float64 (found by
+    hypothesis); it must arrive as UINT64, exact, and values past the type are refused."""
+    item = {"name": "t", "datatype": "UINT64", "shape": [2, 1], "data": [[0], [2**64 - 1]]}
+    _, out, _ = decode_tensor(item, b"", 0)
+    assert out.dtype == np.uint64 and out.ravel().tolist() == [0, 2**64 - 1]
+    for data, needle in (([0, 2**64], "out of range"), ([-1, 2**63], "out of range"), ([0.5, 2**63], "integers")):
+        with pytest.raises(InvalidInput, match=needle):
+            decode_tensor({"name": "t", "datatype": "UINT64", "shape": [2], "data": data}, b"", 0)

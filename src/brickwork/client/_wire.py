@@ -135,6 +135,14 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], count: int,
         raise InvalidInput(f"{label}: 'data' is not a regular array of numbers: {exc}") from None
     if arr.size != count:
         raise InvalidInput(f"{label}: shape {list(shape)} has {count} elements, data has {arr.size}")
+    if count and arr.dtype.kind in "fO" and np_dtype.kind in _INT_KINDS:
+        # Python ints no one numpy type holds together (0 and 2**63 for UINT64) come out as
+        # float or object: convert them to the declared type directly, range-checked
+        if _all_ints(data):
+            try:
+                arr = np.asarray(data, dtype=np_dtype)
+            except OverflowError:
+                raise InvalidInput(f"{label}: a value is out of range for {datatype}") from None
     if count and arr.dtype.kind not in _JSON_KINDS[np_dtype.kind]:
         what = "true/false" if np_dtype.kind == "b" else (
             "integers" if np_dtype.kind in _INT_KINDS else "numbers")
@@ -146,6 +154,18 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], count: int,
             raise InvalidInput(f"{label}: value {lo if lo < info.min else hi} is out of range "
                                f"for {datatype}")
     return arr.astype(np_dtype, copy=False).reshape(shape)
+
+
+def _all_ints(data: list[Any]) -> bool:
+    """Every leaf of a (nested) JSON list is a plain int (not a bool, not a float)."""
+    stack = [data]
+    while stack:
+        for x in stack.pop():
+            if type(x) is list:
+                stack.append(x)
+            elif type(x) is not int:
+                return False
+    return True
 
 
 def _sample(arr: np.ndarray) -> str:
