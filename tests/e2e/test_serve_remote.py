@@ -5,13 +5,13 @@ plain JSON endpoint (an `http` brick with a declared mapping). Upstream failures
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import orjson
 import pytest
 from tests.e2e.serve_helpers import served, stop, write_models
+from tests.fixtures.plain_http import plain_http_server
 
 FRONT_YAML = """name: front
 outputs: [y, grade]
@@ -50,13 +50,8 @@ class _Grader(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def plain():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Grader)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    t.join()
+    with plain_http_server(_Grader) as url:
+        yield url
 
 
 def infer(http: httpx.Client, rows: list[list[float]]) -> httpx.Response:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Annotated, TypedDict
 
 import numpy as np
 import pytest
+from tests.fixtures.plain_http import plain_http_server
 
 import brickwork as bw
 from brickwork.bricks.http import HttpBrick, RemoteV2Brick
@@ -125,13 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    t.join()
+    with plain_http_server(_Handler) as url:
+        yield url
 
 
 TEXT_IN = [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
