@@ -225,8 +225,12 @@ class ProcessReplica:
             ) -> asyncio.Future[RunResult]:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[RunResult] = loop.create_future()
-        if not self.alive or not self._free:
+        if not self.alive:
             fut.set_exception(WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} is not running"))
+            return fut
+        if not self._free:  # the stage dispatches at most ``capacity`` batches; this is a bug guard
+            fut.set_exception(WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} already holds "
+                                            f"{self.capacity} batches"))
             return fut
         index = self._free.pop()
         slot = self._slots[index]
