@@ -214,3 +214,38 @@ def test_stage_runner_protocol_directly() -> None:
         await backend.stop()
 
     run(main())
+
+
+def test_thread_replicas_merge_small_batches_on_the_loop_and_big_ones_on_the_worker(monkeypatch) -> None:
+    """A small batch is concatenated on the event loop (numpy's copy gives the GIL up, and a
+    worker thread then waits for the busy loop to get it back); a big one on the worker, so the
+    loop is not stalled by the copy. Either way the callers get their own rows back."""
+    from brickwork.engine import _replicas
+
+    merged_on: list[str] = []
+    real_merge = _replicas.merge
+
+    def spy(parts):  # type: ignore[no-untyped-def]
+        merged_on.append(threading.current_thread().name)
+        return real_merge(parts)
+
+    monkeypatch.setattr(_replicas, "merge", spy)
+
+    def double(x: np.ndarray) -> np.ndarray:
+        return x * 2
+
+    for width, where in ((8, "MainThread"), (1 << 17, "bw-")):  # 8 floats; 1 MiB a request
+        merged_on.clear()
+        node = bw.function(double, name="double", batch=True, inputs=[("x", "FP64", (-1, width))],
+                           outputs=[("y", "FP64", (-1, width))], blocking=True,
+                           batching=bw.Batching(max_batch_size=4, max_delay_s=0.05))
+
+        async def main(node: bw.Node, width: int) -> list[np.ndarray]:
+            async with node.compile() as pipeline:
+                outs = await asyncio.gather(*(pipeline.ainfer({"x": np.full((1, width), float(i))})
+                                              for i in range(4)))
+                return [o["y"] for o in outs]
+
+        ys = run(main(node, width))
+        assert [float(y[0, 0]) for y in ys] == [0.0, 2.0, 4.0, 6.0]  # type: ignore[union-attr]
+        assert merged_on and all(name.startswith(where) for name in merged_on), (width, merged_on)

@@ -26,6 +26,9 @@ from ..spec import Tensors
 __all__ = ["InlineReplica", "Replica", "RunResult", "ThreadReplica", "call_brick", "merge", "split"]
 
 
+MERGE_ON_LOOP_BYTES = 1 << 20  # thread replicas merge batches up to this size on the event loop
+
+
 @dataclass(slots=True)
 class RunResult:
     """One batch's outputs, the brick's own compute time, and the bytes copied on the way."""
@@ -108,9 +111,14 @@ def split(outputs: Tensors, rows: Sequence[int], stage: str) -> list[Tensors]:
 
 def _timed_call(stage: StagePlan, parts: Sequence[Tensors],
                 wanted: Callable[[], bool] | None = None) -> RunResult:
+    inputs, copied = merge(parts)
+    return _run_merged(stage, inputs, copied, wanted)
+
+
+def _run_merged(stage: StagePlan, inputs: Tensors, copied: int,
+                wanted: Callable[[], bool] | None = None) -> RunResult:
     if wanted is not None and not wanted():
         raise DeadlineExceeded(f"stage {stage.name!r}: every request of the batch expired before compute")
-    inputs, copied = merge(parts)
     t0 = time.perf_counter()
     out = call_brick(stage, inputs)
     return RunResult(out, time.perf_counter() - t0, {"merge": copied} if copied else {})
@@ -192,7 +200,17 @@ class ThreadReplica:
     def run(self, parts: Sequence[Tensors], wanted: Callable[[], bool] | None = None,
             ) -> asyncio.Future[RunResult]:
         self.batches += 1
-        return asyncio.get_running_loop().run_in_executor(self._pool, _timed_call, self.stage, parts, wanted)
+        loop = asyncio.get_running_loop()
+        if len(parts) > 1 and len(parts) * sum(v.nbytes for v in parts[0].values()) > MERGE_ON_LOOP_BYTES:
+            return loop.run_in_executor(self._pool, _timed_call, self.stage, parts, wanted)
+        # A small batch is merged here, on the event loop, not on the worker thread: numpy lets
+        # go of the GIL while it copies, and getting it back on the worker meant waiting for the
+        # busy loop to go idle (0.75 ms a batch of 32 digits images measured, for a 25 us copy:
+        # thread-worker throughput 50 -> 84 % of raw ORT). The brick's call then gives the GIL
+        # up once, for the compute. A big batch is still merged on the worker, where the copy
+        # does not stall the loop.
+        inputs, copied = merge(parts)
+        return loop.run_in_executor(self._pool, _run_merged, self.stage, inputs, copied, wanted)
 
     async def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
