@@ -138,17 +138,19 @@ class Overloaded(RequestError):
 class WorkerCrashed(RequestError):
     """A worker died (or was killed as hung) holding the request. ``poison``: the request took
     down a worker twice (with its batch, then alone), so neither the stage nor a fault policy
-    retries it again; a fallback rung may still answer it."""
+    retries it again; a fallback rung may still answer it. ``started`` false: the batch was
+    still queued behind the one that crashed, so it never ran and counts as no attempt."""
 
     status = 503
     is_machinery = True
 
-    def __init__(self, message: str, poison: bool = False) -> None:
+    def __init__(self, message: str, poison: bool = False, started: bool = True) -> None:
         super().__init__(message)
         self.poison = poison
+        self.started = started
 
-    def __reduce__(self) -> tuple[type, tuple[str, bool]]:
-        return (type(self), (self.message, self.poison))
+    def __reduce__(self) -> tuple[type, tuple[str, bool, bool]]:
+        return (type(self), (self.message, self.poison, self.started))
 
 
 class DeadlineExceeded(RequestError):

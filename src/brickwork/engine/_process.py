@@ -136,7 +136,6 @@ class ProcessReplica:
         self._ready_fut: asyncio.Future[None] | None = None
         # batches the worker holds, oldest first: seq -> (future, byte counts, slot index)
         self._pending: dict[int, tuple[asyncio.Future[RunResult], dict[str, int], int]] = {}
-        self._watched = 0  # the seq the hang watchdog is timing (the one computing)
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restart_task: asyncio.Future[None] | None = None
@@ -272,7 +271,6 @@ class ProcessReplica:
     def _watch(self, seq: int) -> None:
         """Time batch ``seq``, which the worker starts computing now."""
         self._disarm()
-        self._watched = seq
         if self.hang_after_s is not None and self._loop is not None:
             self._watchdog = self._loop.call_later(self.hang_after_s, self._on_hang, seq)
 
@@ -341,11 +339,10 @@ class ProcessReplica:
         if pending is None:
             return  # an answer to a batch that was already given up
         batch, counts, index = pending
-        if msg.seq == self._watched:  # the next batch it holds starts computing now
-            if self._pending:
-                self._watch(next(iter(self._pending)))
-            else:
-                self._disarm()
+        if self._pending:  # the worker answers in order: the next batch it holds starts now
+            self._watch(next(iter(self._pending)))
+        else:
+            self._disarm()
         slot = self._slots[index]
         try:
             if isinstance(msg, BatchFailed):
@@ -376,20 +373,15 @@ class ProcessReplica:
 
     def _fail_pending(self, exc: WorkerCrashed) -> None:
         """Fail every batch the worker held: the one it was computing with ``exc``; those
-        queued behind it never started, so they fail with a WorkerCrashed marked ``started =
-        False`` (the stage requeues their requests without counting an attempt)."""
+        queued behind it never started, so they fail with ``WorkerCrashed(started=False)``
+        (the stage requeues their requests without counting an attempt)."""
         self._disarm()
         pending, self._pending = self._pending, {}
         self._free = list(range(self.capacity))
         for i, (fut, _, _) in enumerate(pending.values()):
-            if fut.done():
-                continue
-            if i == 0:
-                fut.set_exception(exc)
-            else:
-                queued = WorkerCrashed(f"{exc} (this batch was queued behind the failed one)")
-                queued.started = False  # type: ignore[attr-defined]
-                fut.set_exception(queued)
+            if not fut.done():
+                fut.set_exception(exc if i == 0 else WorkerCrashed(
+                    f"{exc} (this batch was queued behind the failed one)", started=False))
 
     def _on_exit(self, proc: Any, conn: Any) -> None:
         """The worker's sentinel fired (or its pipe broke): it is dead."""

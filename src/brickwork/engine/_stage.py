@@ -269,23 +269,24 @@ class Stage:
 
     def _failed(self, requests: list[Pending], exc: BaseException) -> None:
         if isinstance(exc, WorkerCrashed):
-            if getattr(exc, "started", True) is False:  # queued behind the crash: never ran
-                self._requeue_unstarted(requests)
+            if self._closed:
+                self._fail(requests, exc)
+                return
+            if not exc.started:  # queued behind the crash: it never ran, so no attempt
+                self.queue.requeue([r for r in requests if not r.abandoned()])
                 return
             self.stats_.crashes += 1
+            twice = [r for r in requests if r.attempts > 0]
             again = [r for r in requests if r.attempts == 0 and not r.abandoned()]
             for r in again:
                 r.attempts += 1
                 r.alone = len(requests) > 1  # isolate a poison request from its neighbours
             self.stats_.retries += len(again)
-            done = [r for r in requests if r not in again]
-            twice = [r for r in done if r.attempts > 0]
             if twice:
                 self._fail(twice, WorkerCrashed(
                     f"{exc}; this request took down a worker twice (with its batch, then alone), "
                     "so it is not retried again: a poison request, check its input", poison=True))
-            self._fail([r for r in done if r.attempts == 0], exc)
-            if again and not self._closed:
+            if again:
                 self.queue.requeue(again)
             return
         if not isinstance(exc, RequestError):
@@ -300,13 +301,6 @@ class Stage:
             self.queue.requeue(requests)
             return
         self._fail(requests, exc)
-
-    def _requeue_unstarted(self, requests: list[Pending]) -> None:
-        live = [r for r in requests if not r.abandoned()]
-        if live and not self._closed:
-            self.queue.requeue(live)
-        elif live:
-            self._fail(live, WorkerCrashed(f"stage {self.name!r} shut down"))
 
     def _fail(self, requests: list[Pending], exc: BaseException) -> None:
         failed = 0
