@@ -206,3 +206,26 @@ def test_shutdown_stops_every_worker_by_pid() -> None:
         else:
             pytest.fail(f"worker {p} still alive after close()")
     assert not ours()
+
+
+def test_a_worker_keeps_at_most_four_arena_maps_dropping_the_least_recently_used() -> None:
+    """Two slots = four arenas mapped; a grown arena replaces one, and the stale map goes."""
+    from brickwork.engine._shm import Arena
+    from brickwork.engine._worker import _Arenas
+
+    arenas = [Arena(4096, f"t{i}") for i in range(5)]
+    try:
+        maps = _Arenas(limit=4)
+        names = [a.name for a in arenas]
+        for i in range(0, 4, 2):  # slot 0 (in, out), then slot 1 (in, out)
+            maps.get(names[i], (names[i], names[i + 1]))
+            maps.get(names[i + 1], (names[i], names[i + 1]))
+        for n in names[:2]:  # slot 0 again (a batch maps both its arenas): now the most recent
+            maps.get(n, (names[0], names[1]))
+        assert list(maps._maps) == [names[2], names[3], names[0], names[1]]
+        maps.get(names[4], (names[4], names[3]))  # slot 1's request arena grew into names[4]
+        assert list(maps._maps) == [names[3], names[0], names[1], names[4]]  # names[2] dropped
+    finally:
+        for a in arenas:
+            a.release()
+    assert not ours()

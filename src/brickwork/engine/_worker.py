@@ -109,12 +109,11 @@ class _Arenas:
         self._limit = limit
 
     def get(self, name: str, keep: tuple[str, str]) -> WorkerArena:
-        arena = self._maps.pop(name, None)
-        if arena is None:
-            arena = WorkerArena(name)
-            for stale in [n for n in self._maps if n not in keep][:max(0, len(self._maps) + 1 - self._limit)]:
-                del self._maps[stale]
+        arena = self._maps.pop(name, None) or WorkerArena(name)
         self._maps[name] = arena  # most recently used last
+        stale = (n for n in list(self._maps) if n not in keep)
+        while len(self._maps) > self._limit:
+            del self._maps[next(stale)]
         return arena
 
 
