@@ -45,13 +45,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from examples.contracts import build
-    from examples.contracts.demo import quiet_det_warmup, stage_table
+    from examples.contracts.demo import stage_table
     from examples.contracts.pages import generate_pages
     from rapidocr import RapidOCR
 
     from brickwork.graph import load_pipeline
 
-    quiet_det_warmup()
     build.build()
     pages = [p.image for p in generate_pages()] * args.repeat
     print(f"# {datetime.date.today()} {platform.machine()} {os.cpu_count()} CPUs, "

@@ -11,7 +11,6 @@ the per-stage timing table from ``pipeline.stats()``.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -40,19 +39,11 @@ def stage_table(stats: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def quiet_det_warmup() -> None:
-    """The det model rejects the engine's generic warm-up batch (a 1x1 image of zeros); the
-    warning says so and that the first page pays the start-up cost, which is all it means."""
-    logging.getLogger("brickwork.bricks.onnx").addFilter(
-        lambda record: "warm-up batch of zeros failed" not in record.getMessage())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=4, help="pages in flight at once")
     args = parser.parse_args()
 
-    quiet_det_warmup()
     from brickwork.graph import load_pipeline
     from examples.contracts import build
     from examples.contracts.pages import generate_pages

@@ -116,3 +116,29 @@ def test_spec_keeps_the_hinted_dtype_of_outputs_named_by_bare_name():
     spec = brick.spec()
     assert spec.config["outputs"] == [{"name": "n", "datatype": "INT64", "shape": [-1]}]
     assert bw.bricks.brick_from_spec(spec).signature == brick.signature
+
+
+def test_warmup_tries_64_long_dynamic_dims_then_1_and_records_a_failure(caplog):
+    """The generic warm-up (every brick kind's): a model that needs at least 32 columns warms
+    on the 64-long sample; one that rejects zeros of any size still serves, with the reason."""
+
+    def wide(x: Annotated[np.ndarray, bw.Tensor("FP32", (-1,))]) -> Annotated[np.ndarray, bw.Tensor("FP32")]:
+        if x.shape[1] < 32:
+            raise ValueError(f"needs >= 32 columns, got {x.shape[1]}")
+        return x.sum(axis=1)
+
+    def never(x: Annotated[np.ndarray, bw.Tensor("FP32", (-1,))]) -> Annotated[np.ndarray, bw.Tensor("FP32")]:
+        raise ValueError("zeros are not a real input")
+
+    calls: list[tuple[int, ...]] = []
+    brick = FunctionBrick(wide, batch=True)
+    real_call = brick._call
+    brick._call = lambda inputs: (calls.append(inputs["x"].shape), real_call(inputs))[1]  # type: ignore[method-assign]
+    brick.warmup()
+    assert calls == [(1, 64)] and brick.warmup_error is None
+
+    failing = FunctionBrick(never, batch=True)
+    with caplog.at_level("WARNING"):
+        failing.warmup()
+    assert failing.warmup_error is not None and "zeros are not a real input" in failing.warmup_error
+    assert "warm-up of brick 'never' failed (it will still serve" in caplog.text

@@ -135,14 +135,23 @@ class BaseBrick:
         raise NotImplementedError
 
     def warmup(self) -> None:
-        """Call the brick once on a generated sample (zeros, empty strings). Best effort: a
-        brick that rejects the sample still serves, so a failure is logged, not raised (a
-        primary with a fallback must be able to start). Load failures stay fatal."""
-        try:
-            self(sample_inputs(self.signature, batch_size=1))
-        except Exception as exc:  # any failure of the sample call is reported
-            self.warmup_error = f"{type(exc).__name__}: {exc}"
-            log.warning("warm-up of brick %r failed (it will still serve): %s", self.name, self.warmup_error)
+        """Call the brick once on a generated sample (zeros, empty strings): as many rows as a
+        fixed batch axis asks for (else one), every other dynamic dimension 64 long, or 1 if
+        that fails (a CNN that downsamples 32x cannot take a 1x1 image). Best effort: a brick
+        that rejects both still serves, so the failure is logged, not raised (a primary with a
+        fallback must be able to start). Load failures stay fatal."""
+        sig = self.signature
+        batch = next((s.shape[0] for s in sig.inputs if s.shape and s.shape[0] != -1), 1)
+        for dynamic in (64, 1):
+            try:
+                self(sample_inputs(sig, batch, dynamic))
+            except Exception as exc:  # any failure of the sample call is reported
+                self.warmup_error = f"{type(exc).__name__}: {exc}"
+            else:
+                self.warmup_error = None
+                return
+        log.warning("warm-up of brick %r failed (it will still serve; the first requests pay the "
+                    "start-up cost): %s", self.name, self.warmup_error)
 
     def close(self) -> None:
         self._loaded = False
@@ -159,9 +168,10 @@ class BaseBrick:
         return f"<{type(self).__name__} {self.name!r} {sig}>"
 
 
-def sample_inputs(signature: Signature, batch_size: int = 1) -> Tensors:
-    """A batch of zeros (or empty strings) matching a signature, for warm-up and benchmarks."""
-    return {spec.name: sample_tensor(spec, batch_size) for spec in signature.inputs}
+def sample_inputs(signature: Signature, batch_size: int = 1, dynamic: int = 1) -> Tensors:
+    """A batch of zeros (or empty strings) matching a signature, for warm-up and benchmarks:
+    ``batch_size`` rows, ``dynamic`` along every other dynamic dimension."""
+    return {spec.name: sample_tensor(spec, batch_size, dynamic) for spec in signature.inputs}
 
 
 def sample_tensor(spec: TensorSpec, batch_size: int = 1, dynamic: int = 1) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError
 from ..spec import Signature, Tensors, TensorSpec, dtype_of
-from ._base import BaseBrick, BrickSpec, lazy_import, sample_tensor
+from ._base import BaseBrick, BrickSpec, lazy_import
 
 __all__ = ["OPTIMIZATION_LEVELS", "OnnxBrick", "choose_providers"]
 
@@ -202,20 +202,6 @@ class OnnxBrick(BaseBrick):
     def close(self) -> None:
         self._session = None
         super().close()
-
-    def warmup(self) -> None:
-        """One generated batch (zeros / empty strings), sized to any fixed batch axis. Other
-        dynamic dims are 64 first (a CNN that downsamples 32x fails on 1x1 images), then 1."""
-        sig = self.signature
-        batch = next((s.shape[0] for s in sig.inputs if s.shape[0] != -1), 1)
-        for dynamic in (64, 1):
-            try:
-                self({s.name: sample_tensor(s, batch, dynamic) for s in sig.inputs})
-                return
-            except RequestError as exc:  # zeros are not real data: tell, but let it serve
-                error = exc
-        log.warning("brick %r: warm-up batch of zeros failed (%s); the first real "
-                    "requests will pay the start-up cost", self.name, error)
 
     # -- calling ---------------------------------------------------------------------
     def _call(self, inputs: Tensors) -> Tensors:
