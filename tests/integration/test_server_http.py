@@ -142,3 +142,45 @@ def test_the_same_app_as_asgi():
     asyncio.run(go())
     assert sent[0]["status"] == 200
     assert orjson.loads(sent[1]["body"])["outputs"][0]["data"] == [4.0]
+
+
+def nap(x: float) -> float:
+    """Takes 3 s on a real input (the warm-up's zero is instant)."""
+    if x:
+        import time
+
+        time.sleep(3.0)
+    return x
+
+
+def test_requests_still_running_when_the_drain_times_out_are_cancelled_not_left_pending():
+    """A drain that times out cancels what is still being answered: a request whose client is
+    waiting and one whose client hung up mid-answer. Nothing is left pending on a closed loop."""
+    import time
+
+    s = ServerThread(bw.function(nap, outputs="y", blocking=True).compile(name="nap"),
+                     drain_timeout_s=0.3).start()
+    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}]})
+    raw = post(body).replace(b"/v2/models/double/", b"/v2/models/nap/")
+    waiting = socket.create_connection((s.host, s.port), timeout=10)
+    waiting.sendall(raw)
+    with socket.create_connection((s.host, s.port), timeout=10) as gone:
+        gone.sendall(raw)
+        srv = s._server
+        deadline = time.monotonic() + 5
+        while sum(c.task is not None for c in list(srv.connections)) < 2:
+            assert time.monotonic() < deadline, "the requests never reached the server"
+            time.sleep(0.01)
+        time.sleep(0.1)  # both are in the brick now
+    deadline = time.monotonic() + 5
+    while not srv.orphans:  # the hung-up client's request is still being answered
+        assert time.monotonic() < deadline, "the request of the client that left was not tracked"
+        time.sleep(0.01)
+    tasks = [c.task for c in list(srv.connections)] + list(srv.orphans)
+    t0 = time.monotonic()
+    s.stop()
+    assert time.monotonic() - t0 < 2.5  # the drain's 0.3 s, not the brick's 3 s
+    assert len(tasks) == 2 and all(t is not None and t.cancelled() for t in tasks)
+    assert not srv.orphans
+    assert waiting.recv(65536) == b""  # aborted, never answered
+    waiting.close()

@@ -65,6 +65,7 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.paused = False
         self.last_active = 0.0
+        self.task: asyncio.Task[None] | None = None  # answering this connection's requests
 
     # -- transport callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,6 +81,10 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        task = self.task
+        if task is not None and not task.done():  # the client left mid-answer: track it still
+            self.server.orphans.add(task)
+            task.add_done_callback(self.server.orphans.discard)
         self.transport = None
         self.waiting.clear()
 
@@ -154,9 +159,7 @@ class Connection(asyncio.Protocol):
                 self.paused = True
             return
         self.busy = True
-        task = self.loop.create_task(self._serve(req))
-        self.server.tasks.add(task)
-        task.add_done_callback(self.server.tasks.discard)
+        self.task = self.loop.create_task(self._serve(req))
 
     # -- answering -----------------------------------------------------------------------
     async def _serve(self, req: _Request) -> None:
@@ -223,7 +226,7 @@ class HttpServer:
         self.keep_alive_s = keep_alive_s
         self.on_ready = on_ready
         self.connections: set[Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.orphans: set[asyncio.Task[None]] = set()  # answering clients that have left
         self.draining = False
         self.started = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -269,13 +272,16 @@ class HttpServer:
                 sweeper.cancel()
             if server is not None:
                 server.close()
+            # requests still being answered: only when the drain timed out (or was cut short)
+            left = {c.task for c in self.connections if c.task is not None and not c.task.done()}
+            left |= self.orphans
             for c in list(self.connections):
                 if c.transport is not None:
                     c.transport.abort()
-            for task in list(self.tasks):  # only left when the drain timed out
+            for task in left:
                 task.cancel()
-            if self.tasks:
-                await asyncio.gather(*self.tasks, return_exceptions=True)
+            if left:
+                await asyncio.gather(*left, return_exceptions=True)
             await self.app.shutdown()
 
     async def _drain(self, timeout_s: float) -> None:
