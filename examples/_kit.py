@@ -1,15 +1,25 @@
-"""Helpers the examples' tests and demos share: find a brick in a loaded graph, make one fail."""
+"""Helpers the examples share: a BYTES tensor from strings; for tests and demos, find a brick in a
+loaded graph and make one fail."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from brickwork.errors import WorkerCrashed
 from brickwork.graph import Node
 
-__all__ = ["find_node", "make_unavailable"]
+__all__ = ["find_node", "make_unavailable", "text_tensor"]
+
+
+def text_tensor(values: Sequence[str]) -> np.ndarray:
+    """A 1-D BYTES tensor (numpy object array) of ``values``, for batch functions' outputs."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def find_node(step: Any, name: str) -> Node:

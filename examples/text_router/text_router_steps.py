@@ -20,6 +20,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
+from examples._kit import text_tensor  # noqa: E402
 from examples.text_router import embed, lang  # noqa: E402
 
 MODELS = Path(__file__).parent / ".models"
@@ -32,12 +33,6 @@ Tokens = Annotated[np.ndarray, bw.Tensor("INT64", (-1,))]
 
 def _texts(text: np.ndarray) -> list[str]:
     return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in text.tolist()]
-
-
-def _objects(values: list[str]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 class Language(TypedDict):
@@ -64,7 +59,7 @@ def vader(text: Texts) -> Sentiment:
 
 def no_sentiment(text: Texts) -> Sentiment:
     """Languages VADER does not read: label "n/a" and zero scores."""
-    return {"sentiment": _objects([NO_SENTIMENT] * len(text)),
+    return {"sentiment": text_tensor([NO_SENTIMENT] * len(text)),
             "sentiment_scores": np.zeros((len(text), len(lang.SENTIMENT_COLUMNS)), dtype=np.float32)}
 
 

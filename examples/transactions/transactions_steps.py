@@ -15,6 +15,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
+from examples._kit import text_tensor  # noqa: E402
 from examples.transactions import fraud  # noqa: E402
 
 REVIEW_AT = 0.5  # p(fraud) from the model or the rules score: at or above, a human reviews
@@ -25,12 +26,6 @@ Floats = Annotated[np.ndarray, bw.Tensor("FP64")]
 Texts = Annotated[np.ndarray, bw.Tensor("BYTES")]
 Features = Annotated[np.ndarray, bw.Tensor("FP32", (len(fraud.FEATURE_NAMES),))]
 Probabilities = Annotated[np.ndarray, bw.Tensor("FP32", (2,))]
-
-
-def _objects(values: list[str]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 class Route(TypedDict):
@@ -72,12 +67,12 @@ def from_score(probabilities: Probabilities) -> Decision:
     """Scored transactions: block, review or allow by p(fraud)."""
     p = probabilities[:, 1].astype(np.float32)
     decision = np.where(p >= BLOCK_AT, "block", np.where(p >= REVIEW_AT, "review", "allow"))
-    return {"decision": _objects(decision.tolist()), "fraud_score": p, "reason": _objects(["score"] * len(p))}
+    return {"decision": text_tensor(decision.tolist()), "fraud_score": p, "reason": text_tensor(["score"] * len(p))}
 
 
 def from_rule(route: Texts, rule: Texts) -> Decision:
     """Transactions a hard rule decided: its verdict, score 1 (block) or 0 (allow), the rule."""
     verdict = [str(r) for r in route.tolist()]
-    return {"decision": _objects(verdict),
+    return {"decision": text_tensor(verdict),
             "fraud_score": np.array([v == "block" for v in verdict], dtype=np.float32),
-            "reason": _objects([str(r) for r in rule.tolist()])}
+            "reason": text_tensor([str(r) for r in rule.tolist()])}
