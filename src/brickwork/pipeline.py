@@ -176,10 +176,12 @@ class Pipeline:
     def reset_stats(self) -> None:
         """Measure afresh from now (after a warm-up, before a benchmark): stage figures and
         the answers counted per fallback rung."""
-        if self._executor is not None:
-            for counts in self._executor.rung_counts.values():
-                counts.clear()
-        for runner in self._executor.stages.values() if self._executor is not None else ():
+        ex = self._executor
+        if ex is None:
+            return
+        for counts in ex.rung_counts.values():
+            counts.clear()
+        for runner in ex.stages.values():
             runner = getattr(runner, "inner", runner)
             reset = getattr(runner, "reset_stats", None)
             if reset is not None:
