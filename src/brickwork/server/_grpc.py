@@ -41,8 +41,8 @@ from ..errors import (
     UpstreamError,
     WorkerCrashed,
 )
-from ..protocol import _grpc_pb as pb
-from ..protocol._grpc import decode_grpc_request, encode_grpc_response, tensor_metadata
+from ..protocol.grpc import decode_grpc_request, encode_grpc_response, tensor_metadata
+from ..protocol.grpc import messages as pb
 from ._app import EXTENSIONS, App, Model
 from ._errors import log
 

@@ -5,7 +5,9 @@ made) and the same request-level rules (known inputs, each once, all given; know
 Inputs come either all in ``raw_input_contents`` (one little-endian buffer per input, in input
 order; BYTES elements each a 4-byte little-endian length then the bytes) or each in its typed
 ``contents`` field. Outputs always go back in ``raw_output_contents``, as Triton does, which is
-what tritonclient reads first. Imported only by the gRPC front (needs ``protobuf``).
+what tritonclient reads first. ``messages`` holds the message classes (built from the
+committed descriptor of ``grpc_service.proto``). Needs ``protobuf`` (the ``grpc`` extra), so
+``brickwork.protocol`` does not import this module; import it by name.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..spec import DTYPES, TensorSpec, dtype_of
-from . import _grpc_pb as pb
+from . import _grpc_pb as messages
 from ._infer import InferRequest
 from ._tensors import _NP, MAX_RANK, pack_bytes, unpack_bytes
 
-__all__ = ["decode_grpc_request", "encode_grpc_response", "tensor_metadata"]
+__all__ = ["decode_grpc_request", "encode_grpc_response", "messages", "tensor_metadata"]
 
 # v2 datatype -> the InferTensorContents field that carries it (FP16/BF16: raw only)
 _CONTENTS = {
@@ -35,7 +37,7 @@ _NARROW = frozenset({"INT8", "INT16", "UINT8", "UINT16"})  # carried in a wider 
 
 
 def tensor_metadata(specs: Mapping[str, TensorSpec]) -> list[Any]:
-    T = pb.ModelMetadataResponse.TensorMetadata
+    T = messages.ModelMetadataResponse.TensorMetadata
     return [T(name=s.name, datatype=s.dtype, shape=list(s.shape)) for s in specs.values()]
 
 
@@ -135,7 +137,7 @@ def _timeout(params: Any) -> float | None:
 def encode_grpc_response(model: str, req: InferRequest, result: Mapping[str, np.ndarray],
                          output_names: tuple[str, ...], rungs: Mapping[str, str]) -> Any:
     names = output_names if req.outputs is None else [n for n, _ in req.outputs]
-    T = pb.ModelInferResponse.InferOutputTensor
+    T = messages.ModelInferResponse.InferOutputTensor
     tensors = []
     raws = []
     for name in names:
@@ -148,6 +150,6 @@ def encode_grpc_response(model: str, req: InferRequest, result: Mapping[str, np.
             if arr.dtype.byteorder == ">":
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
             raws.append(arr.tobytes())
-    params = {f"rung.{ladder}": pb.InferParameter(string_param=label) for ladder, label in rungs.items()}
-    return pb.ModelInferResponse(model_name=model, model_version="1", id=req.id or "",
+    params = {f"rung.{ladder}": messages.InferParameter(string_param=label) for ladder, label in rungs.items()}
+    return messages.ModelInferResponse(model_name=model, model_version="1", id=req.id or "",
                                  outputs=tensors, raw_output_contents=raws, parameters=params)
