@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -22,6 +24,7 @@ from ..pipeline import Pipeline
 from ._app import App
 from ._config import ServerConfig
 from ._http import HttpServer
+from ._metrics import SharedMetrics
 
 __all__ = ["bind", "reserve_port", "serve", "serve_app"]
 
@@ -85,16 +88,26 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         return asyncio.new_event_loop
 
 
-async def serve_app(server: HttpServer, front: Any = None, on_grpc_ready: ReadyCallback | None = None
-                    ) -> None:
+async def serve_app(server: HttpServer, front: Any = None, on_grpc_ready: ReadyCallback | None = None,
+                    shared: SharedMetrics | None = None) -> None:
     """Run ``server`` and, when given, the gRPC front (a :class:`._grpc.GrpcServer` on the same
     app) until the server stops. gRPC starts first and answers UNAVAILABLE until the pipelines
-    have started; the app's shutdown drains it before the pipelines close."""
-    if front is not None:
-        await front.start()
-        if on_grpc_ready is not None:
-            on_grpc_ready(front.host, front.port)
-    await server.serve()
+    have started; the app's shutdown drains it before the pipelines close. With ``shared``
+    (several workers), this worker's stage figures are published for the others' scrapes."""
+    app = server.app
+    publisher = None
+    if shared is not None:
+        publisher = asyncio.get_running_loop().create_task(shared.publish(
+            lambda: {n: m.pipeline.stats() for n, m in app.models.items()} if app.ready else {}))
+    try:
+        if front is not None:
+            await front.start()
+            if on_grpc_ready is not None:
+                on_grpc_ready(front.host, front.port)
+        await server.serve()
+    finally:
+        if publisher is not None:
+            publisher.cancel()
 
 
 def grpc_front(app: App, port: int | None) -> Any:
@@ -108,11 +121,18 @@ def grpc_front(app: App, port: int | None) -> Any:
 
 
 def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socket,
-             on_ready: ReadyCallback | None, on_grpc_ready: ReadyCallback | None = None) -> None:
-    """Serve on this thread until SIGINT/SIGTERM (a second one cuts the drain short)."""
+             on_ready: ReadyCallback | None, on_grpc_ready: ReadyCallback | None = None,
+             metrics_dir: tuple[str, int] | None = None) -> None:
+    """Serve on this thread until SIGINT/SIGTERM (a second one cuts the drain short).
+    ``metrics_dir``: (the workers' metrics directory, this worker's index)."""
     import threading
 
     app = App(pipelines, config)
+    shared = None
+    if metrics_dir is not None:
+        shared = SharedMetrics(metrics_dir[0], metrics_dir[1], list(app.models))
+        for name, model in app.models.items():
+            model.metrics = shared.metrics[name]
     server = HttpServer(app, sock, on_ready=on_ready)
     front = grpc_front(app, config.grpc_port)
 
@@ -128,7 +148,7 @@ def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socke
         if main:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop)
-        loop.run_until_complete(serve_app(server, front, on_grpc_ready))
+        loop.run_until_complete(serve_app(server, front, on_grpc_ready, shared))
     finally:
         if main:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -164,7 +184,18 @@ def serve(pipelines: Any, *, host: str = "127.0.0.1", port: int = 8000,
 def _run_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
                  on_ready: ReadyCallback | None, on_grpc_ready: ReadyCallback | None) -> None:
     """Fork ``cfg.workers`` processes after the bind (nothing has started a thread or a loop
-    yet); forward SIGINT/SIGTERM to them by PID and wait."""
+    yet); forward SIGINT/SIGTERM to them by PID and wait. The workers' metrics live in a
+    directory made here and removed when they have all exited."""
+    metrics_dir = tempfile.mkdtemp(prefix="brickwork-metrics-")
+    try:
+        _fork_workers(items, cfg, sock, on_ready, on_grpc_ready, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fork_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
+                  on_ready: ReadyCallback | None, on_grpc_ready: ReadyCallback | None,
+                  metrics_dir: str) -> None:
     pids: list[int] = []
     for i in range(cfg.workers):
         pid = os.fork()
@@ -172,7 +203,7 @@ def _run_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
             code = 0
             try:
                 _run_one(items, cfg, sock, on_ready if i == 0 else None,
-                         on_grpc_ready if i == 0 else None)
+                         on_grpc_ready if i == 0 else None, (metrics_dir, i))
             except BaseException as exc:
                 print(f"error: worker {i}: {exc}", file=sys.stderr, flush=True)
                 code = 1
