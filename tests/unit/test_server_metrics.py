@@ -49,11 +49,13 @@ def test_workers_combine_sum_mean_and_max(tmp_path):
         a.metrics["m"].observe(200, 0.01)
     b.metrics["m"].observe(200, 0.02)
     b.metrics["m"].in_flight += 1
+    b.metrics["m"].sync()  # as worker 1 does with each snapshot
+    a.metrics["m"].in_flight = 2  # worker 0 answers the scrape: its own count, live
     other = {"m": {"stages": {"s": {"requests": 10, "utilisation": 1.0, "queue_s": {"p50": 0.4}}}}}
     b.write_stats(other)
     s = _samples(render(a.metrics, STATS).decode())  # worker 0 answers the scrape
     assert s[("brickwork_requests_total", (("code", "200"), ("model", "m")))] == 4
-    assert s[("brickwork_requests_in_flight", (("model", "m"),))] == 1
+    assert s[("brickwork_requests_in_flight", (("model", "m"),))] == 3
     assert s[("brickwork_stage_requests_total", (("model", "m"), ("stage", "s")))] == 13
     assert s[("brickwork_stage_utilisation", (("model", "m"), ("stage", "s")))] == 0.75
     assert s[("brickwork_stage_queue_seconds", (("model", "m"), ("quantile", "0.5"), ("stage", "s")))] == 0.4

@@ -9,7 +9,8 @@ requests by error kind, requests in flight, and a latency histogram. These live 
 float64 array (:class:`ModelMetrics`), a few slot increments per request. With ``workers`` >
 1 each worker's array is a file in a directory the parent creates and removes
 (:class:`SharedMetrics`), mapped into memory: a scrape answered by any worker sums every
-worker's array, so counters are exact at scrape time.
+worker's array, so counters are exact at scrape time (requests in flight: the answering
+worker's now, the others' as of their last snapshot, at most about a second old).
 
 Per stage, ``pipeline.stats()``: read at scrape time from the answering worker, and from the
 snapshot every other worker writes to the same directory each second (so another worker's
@@ -115,21 +116,19 @@ _BREAKER_STATES = ("closed", "open", "half_open")
 
 
 class ModelMetrics:
-    """One model's request figures in :data:`SLOTS` float64 slots (exact integers to 2**53)."""
+    """One model's request figures in :data:`SLOTS` float64 slots (exact integers to 2**53).
+    ``in_flight`` is a plain attribute (the hot path changes it twice per request); it reaches
+    its slot when this worker is scraped or publishes its snapshot."""
 
-    __slots__ = ("shared", "values")
+    __slots__ = ("in_flight", "shared", "values")
 
     def __init__(self, values: Any = None, shared: SharedMetrics | None = None) -> None:
         self.values: Any = values if values is not None else memoryview(bytearray(8 * SLOTS)).cast("d")
         self.shared = shared  # the workers' metrics directory these slots live in, if any
+        self.in_flight = 0
 
-    @property
-    def in_flight(self) -> int:
-        return int(self.values[_IN_FLIGHT])
-
-    @in_flight.setter
-    def in_flight(self, n: int) -> None:
-        self.values[_IN_FLIGHT] = n
+    def sync(self) -> None:
+        self.values[_IN_FLIGHT] = self.in_flight
 
     def observe(self, code: int, seconds: float, error_kind: str | None = None) -> None:
         v = self.values
@@ -141,6 +140,7 @@ class ModelMetrics:
             v[_KIND_SLOT.get(error_kind, _OTHER_KIND)] += 1
 
     def array(self) -> np.ndarray:
+        self.sync()
         return np.frombuffer(self.values, dtype=np.float64)
 
 
@@ -187,8 +187,11 @@ class SharedMetrics:
         os.replace(tmp, self.dir / f"w{self.index}.stats.json")
 
     async def publish(self, stats: Callable[[], Mapping[str, Any]]) -> None:
-        """Write this worker's stage figures every ``period_s`` until cancelled."""
+        """Write this worker's stage figures (and requests in flight) every ``period_s`` until
+        cancelled."""
         while True:
+            for m in self.metrics.values():
+                m.sync()
             with contextlib.suppress(OSError, TypeError):
                 self.write_stats(stats())
             await asyncio.sleep(self.period_s)
@@ -236,6 +239,8 @@ def render(models: Mapping[str, ModelMetrics], stats: Mapping[str, Mapping[str, 
     are shared (several workers), every worker's figures are summed in."""
     shared = next((m.shared for m in models.values() if m.shared is not None), None)
     if shared is not None:
+        for m in models.values():
+            m.sync()
         arrays = shared.totals()
         every = [stats, *shared.others_stats()]
     else:
