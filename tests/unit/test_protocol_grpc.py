@@ -140,3 +140,19 @@ def test_errors_map_to_grpc_status_codes():
         assert got == want, exc
     assert grpc_status(ValueError("secret"))[1] == "internal server error: ValueError"
     assert grpc_status(Overloaded("busy"))[1:] == ("busy", "Overloaded", 503)
+
+
+def test_committed_descriptor_is_what_protoc_makes_of_the_proto(tmp_path):
+    """`make grpc-proto` was run after the last edit of grpc_service.proto."""
+    protoc = pytest.importorskip("grpc_tools.protoc")
+    from pathlib import Path
+
+    from google.protobuf import descriptor_pb2
+
+    from brickwork.protocol._grpc_descriptor import SERIALIZED
+
+    folder = Path(pb.__file__).parent
+    out = tmp_path / "set.pb"
+    assert protoc.main(["protoc", f"-I{folder}", f"--descriptor_set_out={out}", "grpc_service.proto"]) == 0
+    (made,) = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+    assert made == descriptor_pb2.FileDescriptorProto.FromString(SERIALIZED)
