@@ -76,6 +76,33 @@ def test_typed_contents_through_a_plain_stub(server):
         assert "shape [2] has 2 elements, contents.fp64_contents has 3" in e.value.details()
 
 
+def test_grpc_requests_are_counted_in_metrics_like_http_ones(server):
+    import httpx
+
+    def count(text: str, line: str) -> float:
+        found = [ln for ln in text.splitlines() if ln.startswith(line + " ")]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+    ok = 'brickwork_requests_total{model="double",code="200"}'
+    bad = 'brickwork_request_errors_total{model="double",kind="InvalidInput"}'
+    before = httpx.get(server.url + "/metrics").text
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        x = grpcclient.InferInput("x", [1], "FP64")
+        x.set_data_from_numpy(np.array([1.0]))
+        for _ in range(3):
+            client.infer("double", [x])
+        wrong = grpcclient.InferInput("nope", [1], "FP64")
+        wrong.set_data_from_numpy(np.array([1.0]))
+        with pytest.raises(Exception, match="unknown input 'nope'"):
+            client.infer("double", [wrong])
+    finally:
+        client.close()
+    after = httpx.get(server.url + "/metrics").text
+    assert count(after, ok) - count(before, ok) == 3
+    assert count(after, bad) - count(before, bad) == 1
+
+
 def test_drain_lets_the_call_in_flight_finish_and_refuses_new_ones():
     pipe = bw.function(slow, outputs="y", blocking=True).compile(name="slow")  # off the loop
     server = ServerThread(pipe, grpc_port=0).start()

@@ -30,6 +30,7 @@ import grpc
 
 from .. import __version__
 from ..errors import (
+    ConfigError,
     DeadlineExceeded,
     InvalidInput,
     ModelError,
@@ -110,7 +111,7 @@ class GrpcServer:
         try:
             port = server.add_insecure_port(f"{host}:{self.port}")
         except RuntimeError as exc:
-            raise OSError(f"cannot listen for gRPC on {self.host}:{self.port}: {exc}") from exc
+            raise ConfigError(f"cannot listen for gRPC on {self.host}:{self.port}: {exc}") from exc
         await server.start()
         self._server, self.port = server, port
         self.app.on_shutdown.append(self.stop)
