@@ -60,7 +60,7 @@ def two_workers(tmp_path_factory):
     folder: Path = tmp_path_factory.mktemp("metrics_workers")
     (folder / "models.py").write_text(MODELS)
     (folder / "who.yaml").write_text(YAML)
-    served = sh.start([folder / "who.yaml"], "--workers", "2", cwd=folder)
+    served = sh.start([folder / "who.yaml"], "--workers", "2", "--grpc-port", "0", cwd=folder)
     try:
         yield served
     finally:
@@ -93,6 +93,32 @@ def test_one_scrape_sums_every_worker(two_workers):
         assert _value(text, "brickwork_request_duration_seconds_count", model="who") == sent + bad
         assert _value(text, "brickwork_request_duration_seconds_bucket", model="who", le="+Inf") == sent + bad
         assert _value(text, "brickwork_requests_in_flight", model="who") == 0
+
+
+def test_both_workers_serve_grpc_on_the_one_port_and_are_counted(two_workers):
+    """SO_REUSEPORT: new gRPC channels land on both workers; /metrics counts them all."""
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    (line,) = [ln for ln in two_workers.output if "gRPC on " in ln]
+    target = line.rsplit(" on ", 1)[1].strip()
+    with httpx.Client(timeout=10.0) as http:
+        before = _value(http.get(two_workers.url + "/metrics").text, "brickwork_requests_total",
+                        model="who", code="200")
+    pids: set[int] = set()
+    sent = 0
+    while (len(pids) < 2 or sent < 10) and sent < 500:
+        client = grpcclient.InferenceServerClient(target)  # a new channel: a new connection
+        try:
+            x = grpcclient.InferInput("x", [1, 4], "FP32")
+            x.set_data_from_numpy(np.ones((1, 4), np.float32))
+            pids.add(int(client.infer("who", [x]).as_numpy("pid")[0]))
+            sent += 1
+        finally:
+            client.close()
+    assert len(pids) == 2, f"every gRPC channel landed on one worker ({pids}) in {sent} channels"
+    with httpx.Client(timeout=10.0) as http:
+        after = _value(http.get(two_workers.url + "/metrics").text, "brickwork_requests_total",
+                       model="who", code="200")
+    assert after - before == sent
 
 
 def test_stage_figures_are_summed_within_a_second_or_so(two_workers):
