@@ -1,0 +1,238 @@
+"""One client = one process. ``client_main`` is the loop inside it; ``ClientProcess`` is the
+server's handle on it (a pipe and the process sentinel, so a crash is seen at once).
+
+The client process builds its ``Client`` from the factory and its own data path; the update it
+returns is checked there (shape, finite), clipped (differential privacy) and masked (secure
+aggregation) before it leaves the process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from ._messages import (
+    EvalIns,
+    EvalRes,
+    ExportIns,
+    ExportRes,
+    FitIns,
+    FitRes,
+    Ready,
+    Refusal,
+    RevealIns,
+    RevealRes,
+    Stop,
+    WeightsIns,
+    WeightsRes,
+)
+from ._privacy import clip_update
+from ._secagg import KeyPair, encode, flatten, mask, pair_seed
+
+__all__ = ["ClientProcess", "ClientSpec", "check_update", "client_main", "load_factory"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpec:
+    """What a client process needs: its id, the factory, its data path and options."""
+
+    client_id: str
+    factory: str  # "package.module:function", called as factory(data, **options)
+    data: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    secure: bool = False
+    paths: tuple[str, ...] = ()  # prepended to sys.path so the factory's module imports
+    threads: int = 1
+
+
+def load_factory(ref: str) -> Any:
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"client factory {ref!r} must look like 'package.module:function'")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_update(new: Sequence[Any], like: Sequence[np.ndarray]) -> str | None:
+    """Why ``new`` cannot be averaged with ``like`` (count, shape, non-finite), or None."""
+    if len(new) != len(like):
+        return f"{len(new)} arrays, expected {len(like)}"
+    for i, (a, b) in enumerate(zip(new, like)):
+        arr = np.asarray(a)
+        if arr.shape != b.shape:
+            return f"array {i} has shape {arr.shape}, expected {b.shape}"
+        if not np.issubdtype(arr.dtype, np.number):
+            return f"array {i} has dtype {arr.dtype}, expected a number"
+        if not np.all(np.isfinite(arr)):
+            return f"array {i} holds NaN or infinity"
+    return None
+
+
+def _fit(client: Any, msg: FitIns, spec: ClientSpec, keys: KeyPair | None) -> FitRes | Refusal:
+    t0 = time.perf_counter()
+    cid = spec.client_id
+    try:
+        new, n, metrics = client.fit([w.copy() for w in msg.weights], {**msg.config, "round": msg.round})
+    except Exception as exc:  # noqa: BLE001 - the user's fit raised: report it, keep the process
+        return Refusal(cid, msg.round, f"fit raised {type(exc).__name__}: {exc}")
+    problem = check_update(new, msg.weights)
+    if problem is None and (not isinstance(n, int | np.integer) or n <= 0):
+        problem = f"n_examples must be a positive int, got {n!r}"
+    if problem is not None:
+        return Refusal(cid, msg.round, f"malformed update: {problem}")
+    fit_s = time.perf_counter() - t0
+    delta = [np.asarray(a, dtype=np.float64) - g for a, g in zip(new, msg.weights)]
+    if msg.clip is not None:
+        delta, _ = clip_update(delta, msg.clip)
+        weight = 1.0  # DP averages clipped updates unweighted
+    else:
+        weight = float(n)
+    scaled = [d * weight for d in delta]
+    plain_metrics = {k: float(v) for k, v in dict(metrics).items()}
+    if msg.peers is not None:
+        if keys is None:
+            return Refusal(cid, msg.round, "secure aggregation asked of a client started without keys")
+        try:
+            encoded = encode(flatten(scaled))
+        except ValueError as exc:
+            return Refusal(cid, msg.round, f"malformed update: {exc}")
+        peers = {p.client_id: p.public_key for p in msg.peers}
+        masked = mask(encoded, me=cid, keys=keys, peers=peers, round_=msg.round)
+        return FitRes(cid, msg.round, (masked,), int(n), weight, plain_metrics, fit_s, masked=True)
+    return FitRes(cid, msg.round, tuple(scaled), int(n), weight, plain_metrics, fit_s)
+
+
+def client_main(conn: Connection, spec: ClientSpec) -> None:
+    """The client process: build the client, say Ready, answer until Stop or the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    for p in reversed(spec.paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    if spec.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(spec.threads))
+    cid = spec.client_id
+    try:
+        client = load_factory(spec.factory)(spec.data, **dict(spec.options))
+    except Exception as exc:  # noqa: BLE001 - reported to the server, which drops this client
+        conn.send(Refusal(cid, 0, f"client factory {spec.factory} failed: {type(exc).__name__}: {exc}"))
+        return
+    keys = KeyPair() if spec.secure else None
+    conn.send(Ready(cid, os.getpid(), keys.public if keys else None))
+    peers_of: dict[int, dict[str, int]] = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the server is gone
+            return
+        if isinstance(msg, Stop):
+            return
+        reply: Any
+        if isinstance(msg, FitIns):
+            if msg.peers is not None:
+                peers_of = {msg.round: {p.client_id: p.public_key for p in msg.peers}}
+            reply = _fit(client, msg, spec, keys)
+        elif isinstance(msg, RevealIns):
+            known = peers_of.get(msg.round, {})
+            if keys is None or any(d not in known for d in msg.dropped):
+                reply = Refusal(cid, msg.round, "asked to reveal seeds for clients it never masked against")
+            else:
+                seeds = {d: pair_seed(keys.shared(known[d]), msg.round) for d in msg.dropped}
+                reply = RevealRes(cid, msg.round, seeds)
+        elif isinstance(msg, EvalIns):
+            try:
+                loss, n, metrics = client.evaluate([w.copy() for w in msg.weights], {**msg.config, "round": msg.round})
+                reply = EvalRes(cid, msg.round, float(loss), int(n), {k: float(v) for k, v in dict(metrics).items()})
+            except Exception as exc:  # noqa: BLE001
+                reply = Refusal(cid, msg.round, f"evaluate raised {type(exc).__name__}: {exc}")
+        elif isinstance(msg, WeightsIns):
+            try:
+                reply = WeightsRes(cid, tuple(np.asarray(w) for w in client.get_weights()))
+            except Exception as exc:  # noqa: BLE001
+                reply = Refusal(cid, 0, f"get_weights raised {type(exc).__name__}: {exc}")
+        elif isinstance(msg, ExportIns):
+            try:
+                out = client.export_onnx([w.copy() for w in msg.weights], msg.path)
+                reply = ExportRes(cid, out.path, tuple(out.inputs), tuple(out.outputs), dict(out.example))
+            except Exception as exc:  # noqa: BLE001
+                reply = Refusal(cid, 0, f"export_onnx raised {type(exc).__name__}: {exc}")
+        else:
+            reply = Refusal(cid, 0, f"unknown message {type(msg).__name__}")
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class ClientProcess:
+    """The server's handle on one client process (spawned, so it shares nothing with the server)."""
+
+    def __init__(self, spec: ClientSpec) -> None:
+        ctx = mp.get_context("spawn")
+        self.spec = spec
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=client_main, args=(child, spec), name=f"brickwork-fed-{spec.client_id}",
+                                daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready: Ready | None = None
+
+    @property
+    def client_id(self) -> str:
+        return self.spec.client_id
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def send(self, msg: Any) -> bool:
+        try:
+            self.conn.send(msg)
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def exit_reason(self) -> str:
+        self.proc.join(1.0)
+        code = self.proc.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"crashed: killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"crashed: killed by signal {-code}"
+        return f"crashed: exit code {code}"
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5.0)
+        self.conn.close()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.proc.is_alive():
+            self.send(Stop())
+            self.proc.join(timeout_s)
+        self.kill()
+
+
+def deadline_left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def finite(x: float) -> bool:
+    return math.isfinite(x)
