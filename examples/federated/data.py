@@ -37,7 +37,7 @@ def split(out: str | Path = DATA, *, sites: int = 5, major: float = 0.85, seed: 
         home = (digit // 2) % sites
         others = [s for s in range(sites) if s != home]
         rng.shuffle(idx)
-        cut = int(round(major * len(idx)))
+        cut = round(major * len(idx))
         owner[idx[:cut]] = home
         owner[idx[cut:]] = np.resize(others, len(idx) - cut)
     folder = Path(out)

@@ -40,7 +40,7 @@ def save(folder: Path, round_: int, weights: Sequence[np.ndarray], strategy_stat
     arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(weights)}
     arrays.update({f"s_{k}": np.asarray(v) for k, v in strategy_state.items()})
     stem = folder / f"round-{round_:04d}"
-    _atomic(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+    _atomic(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     # the json is written last: a round counts as checkpointed once its json exists
     meta = {"round": round_, "n_weights": len(weights), "history": list(history)}
     _atomic(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))

@@ -170,7 +170,7 @@ class TorchClient:
         self.model.eval()
         inner = self.model
 
-        class Head(torch.nn.Module):
+        class Head(torch.nn.Module):  # type: ignore[name-defined]
             def __init__(self) -> None:
                 super().__init__()
                 self.inner = inner

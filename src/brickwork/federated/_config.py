@@ -19,6 +19,8 @@
     checkpoint_dir: .fed/digits_fed    # one checkpoint per round (default .fed/<name>, relative to this file)
     export: {onnx: models/digits_fed.onnx, pipeline: digits_fed.serve.yaml}   # optional, after the last round
     seed: 0                            # client sampling and DP noise
+    start_method: forkserver           # forkserver (clients forked from one clean helper process) | spawn
+    preload: [sklearn.linear_model]    # modules the forkserver imports once for every client (default none)
 
 Paths are relative to the YAML file. The server process reads none of the ``data`` paths.
 """
@@ -74,6 +76,8 @@ class FedConfig:
     checkpoint_dir: str | None = None
     export: Export | None = None
     seed: int = 0
+    start_method: str = "forkserver"
+    preload: tuple[str, ...] = ()
     base_dir: str = "."
 
     def __post_init__(self) -> None:
@@ -88,6 +92,8 @@ class FedConfig:
             raise ConfigError(f"sampling.fraction must be in (0, 1], got {self.fraction}")
         if not 1 <= self.min_clients <= len(self.clients):
             raise ConfigError(f"sampling.min_clients must be in 1..{len(self.clients)}, got {self.min_clients}")
+        if self.start_method not in ("forkserver", "spawn"):
+            raise ConfigError(f"start_method must be 'forkserver' or 'spawn', got {self.start_method!r}")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise ConfigError(f"deadline_s must be > 0 or null, got {self.deadline_s}")
 
@@ -102,7 +108,7 @@ class FedConfig:
 
 _KEYS = {"name", "client", "options", "clients", "test", "rounds", "fit", "strategy", "sampling",
          "deadline_s", "startup_timeout_s", "secure_aggregation", "privacy", "checkpoint_dir", "export",
-         "seed", "description"}
+         "seed", "start_method", "preload", "description"}
 
 
 def _mapping(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -154,6 +160,8 @@ def parse_config(doc: Any, *, where: str = "<config>", base_dir: str | Path = ".
             checkpoint_dir=doc.get("checkpoint_dir"),
             export=None if export is None else Export(**dict(export)),
             seed=int(doc.get("seed", 0)),
+            start_method=str(doc.get("start_method", "forkserver")),
+            preload=tuple(str(m) for m in doc.get("preload") or ()),
             base_dir=str(Path(base_dir)),
         )
     except (TypeError, ValueError) as exc:

@@ -42,7 +42,7 @@ from ._messages import (
     WeightsRes,
 )
 from ._privacy import epsilon, gaussian_noise
-from ._process import ClientProcess, ClientSpec, check_update
+from ._process import ClientProcess, ClientSpec, check_update, context
 from ._secagg import decode, unflatten, unmask_dropped
 from ._strategies import Strategy, make_strategy, sample_clients
 
@@ -89,7 +89,8 @@ class RunResult:
     onnx: str | None = None
     pipeline: str | None = None
     resumed_from: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    startup_s: float = 0.0  # starting every client process before round 1
+    not_started: dict[str, str] = field(default_factory=dict)
 
 
 def _gather(handles: Mapping[str, ClientProcess], expect: type, round_: int, deadline: float | None,
@@ -144,6 +145,7 @@ class Server:
         self.history: list[RoundReport] = []
         self.dp_rounds = 0
         self._paths = (str(Path(config.base_dir).resolve()), os.getcwd())
+        self._ctx = context(config.start_method, config.preload)
 
     # -- processes -----------------------------------------------------------------
     def _spec(self, cid: str) -> ClientSpec:
@@ -164,7 +166,7 @@ class Server:
                 continue
             if h is not None:
                 h.kill()
-            fresh[cid] = self.handles[cid] = ClientProcess(self._spec(cid))
+            fresh[cid] = self.handles[cid] = ClientProcess(self._spec(cid), self._ctx)
         if not fresh:
             return {}
         got, failed = _gather(fresh, Ready, 0, time.monotonic() + self.config.startup_timeout_s,
@@ -233,11 +235,12 @@ class Server:
         config = {**c.fit, **self.strategy.fit_config()}
         clip = c.privacy.clip if c.privacy else None
         ins = FitIns(rnd, tuple(self.weights), config, peers, clip)
+        sent_at = time.monotonic()  # the deadline counts from here, not from restarting lost clients
         for cid in live:
             if not self.handles[cid].send(ins):
                 dropped[cid] = self.handles[cid].exit_reason()
         sent = {cid: self.handles[cid] for cid in live if cid not in dropped}
-        deadline = None if c.deadline_s is None else t0 + c.deadline_s
+        deadline = None if c.deadline_s is None else sent_at + c.deadline_s
         got, lost = _gather(sent, FitRes, rnd, deadline, c.deadline_s)
         dropped.update(lost)
         got = self._validate(got, dropped)
@@ -356,6 +359,9 @@ def run(config: FedConfig, *, resume: bool = False, rounds: int | None = None,
     total = rounds if rounds is not None else config.rounds
     try:
         start = server.resume() if resume else 0
+        t0 = time.monotonic()
+        not_started = server._start(server._service_ids()) if start < total else {}
+        startup_s = time.monotonic() - t0
         if not server.weights:
             server.weights = server.initial_weights()
         for rnd in range(start + 1, total + 1):
@@ -372,8 +378,4 @@ def run(config: FedConfig, *, resume: bool = False, rounds: int | None = None,
     ok = [r for r in server.history if r.status == "ok"]
     if not ok and total > 0 and start < total:
         raise FederatedError(f"no round reached its quorum; last reason: {server.history[-1].reason}")
-    last = server.history[-1] if server.history else None
-    metrics = {}
-    if last is not None and last.accuracy is not None:
-        metrics["accuracy"] = last.accuracy
-    return RunResult(server.weights, server.history, onnx, pipeline, start or None, metrics)
+    return RunResult(server.weights, server.history, onnx, pipeline, start or None, startup_s, not_started)
