@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.integration import fed_kit
 
 from brickwork.federated import ClientEntry, FedConfig, Privacy, Server, run
 from brickwork.federated._messages import FitRes
 from brickwork.federated._secagg import decode, encode
-from tests.integration import fed_kit
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,9 +86,8 @@ def test_secure_sum_equals_plain_sum_and_one_masked_update_looks_like_noise(tmp_
 
 def test_federated_accuracy_within_2_points_of_central(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
-    from sklearn.linear_model import SGDClassifier
-
     from examples.federated import clients
+    from sklearn.linear_model import SGDClassifier
 
     paths = fed_kit.split(tmp_path / "data", sites=5)
     cfg = FedConfig(name="acc", client="examples.federated.clients:logreg",
