@@ -14,7 +14,7 @@ __all__ = ["cnn", "logreg", "make_cnn"]
 
 
 def logreg(data: str, *, eta0: float = 0.001, alpha: float = 1e-4, epochs: int = 1, seed: int = 0) -> SklearnClient:
-    """Multinomial-free logistic regression (one-vs-rest, log loss) by SGD on raw pixels."""
+    """Logistic regression (one-vs-rest, log loss) by SGD on raw pixels."""
     from sklearn.linear_model import SGDClassifier
 
     x, y = load_npz(data)
@@ -43,7 +43,7 @@ def make_cnn(seed: int = 0) -> Any:
     return DigitsCNN()
 
 
-def cnn(data: str, *, lr: float = 0.05, epochs: int = 1, batch_size: int = 32, momentum: float = 0.9,
+def cnn(data: str, *, lr: float = 0.1, epochs: int = 1, batch_size: int = 16, momentum: float = 0.5,
         seed: int = 0) -> TorchClient:
     x, y = load_npz(data)
     return TorchClient(make_cnn(seed), x, y, lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum,

@@ -150,7 +150,7 @@ class TorchClient:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 seen += len(idx)
         return self.get_weights(), len(self.x), {"loss": total / max(1, seen)}
 
