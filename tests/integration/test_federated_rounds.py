@@ -112,7 +112,8 @@ def test_federated_accuracy_within_2_points_of_central(tmp_path: Path) -> None:
 
 
 def test_differential_privacy_reports_its_budget(tmp_path: Path, data: dict) -> None:
-    result = run(make(tmp_path, data, rounds=3, privacy=Privacy(clip=2.0, noise_multiplier=1.0, delta=1e-5)))
+    result = run(make(tmp_path, data, rounds=3, secure_aggregation=True,
+                      privacy=Privacy(clip=2.0, noise_multiplier=1.0, delta=1e-5)))
     eps = [r.epsilon for r in result.history]
     assert all(e is not None and 0 < e < float("inf") for e in eps)
     assert eps[0] < eps[1] < eps[2]  # the budget spent grows with every round
@@ -179,3 +180,12 @@ def test_server_process_never_opens_client_data(tmp_path: Path, data: dict) -> N
     data_files = {str(p) for p in data.values()}
     assert not data_files & set(seen["opened"]), sorted(data_files & set(seen["opened"]))
     assert not [p for p in seen["opened"] if p.endswith(".npz") and "round-" not in p]
+
+
+@pytest.mark.parametrize("strategy", ["fedprox", {"name": "fedadam", "lr": 0.5}, {"name": "fedyogi", "lr": 0.5}])
+def test_strategies_and_sampling_train_a_model(tmp_path: Path, data: dict, strategy: Any) -> None:
+    result = run(make(tmp_path, data, rounds=4, strategy=strategy, fraction=0.6, min_clients=2))
+    assert all(len(r.sampled) == 2 and r.status == "ok" for r in result.history)
+    assert len({r.sampled for r in result.history}) > 1  # a different pair in some round
+    first, last = result.history[0], result.history[-1]
+    assert last.loss is not None and first.loss is not None and last.loss < first.loss

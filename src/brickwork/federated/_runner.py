@@ -194,7 +194,8 @@ class Server:
                 reasons.update(failed)
                 continue
             self.handles[cid].send(msg)
-            got, dropped = _gather({cid: self.handles[cid]}, expect, 0, None, None)
+            limit = self.config.startup_timeout_s  # building or exporting a model, not training
+            got, dropped = _gather({cid: self.handles[cid]}, expect, 0, time.monotonic() + limit, limit)
             if cid in got:
                 return got[cid]
             reasons.update(dropped)
