@@ -128,7 +128,7 @@ def test_round_survives_sigkill_nan_and_wrong_shape_then_a_hang(tmp_path: Path, 
     per = {0: {"fault": "sigkill", "on_round": 2, "pid_dir": str(pids)},
            1: {"fault": "nan", "on_round": 2, "pid_dir": str(pids)},
            2: {"pid_dir": str(pids)}}
-    server = Server(make(tmp_path, data, per_client=per, secure_aggregation=True, rounds=3, deadline_s=8.0))
+    server = Server(make(tmp_path, data, per_client=per, secure_aggregation=True, rounds=3, deadline_s=4.0))
     try:
         reports = rounds_of(server, 2)
         server.config.clients[0].options["fault"] = "hang"  # the restarted site0 hangs in round 3
