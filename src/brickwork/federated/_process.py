@@ -39,7 +39,7 @@ from ._messages import (
 from ._privacy import clip_update
 from ._secagg import KeyPair, encode, flatten, mask, pair_seed
 
-__all__ = ["ClientProcess", "ClientSpec", "check_update", "client_main", "context", "load_factory"]
+__all__ = ["ClientLoop", "ClientProcess", "ClientSpec", "check_update", "client_main", "context", "load_factory"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,23 +114,62 @@ def _fit(client: Any, msg: FitIns, spec: ClientSpec, keys: KeyPair | None) -> Fi
     return FitRes(cid, msg.round, tuple(scaled), int(n), weight, plain_metrics, fit_s)
 
 
+class ClientLoop:
+    """A client's side of the protocol, wherever it runs (a process, a Ray actor): builds the
+    client from its factory and data path, then turns each message into its reply."""
+
+    def __init__(self, spec: ClientSpec) -> None:
+        for p in reversed(spec.paths):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        if spec.threads:
+            os.environ.setdefault("OMP_NUM_THREADS", str(spec.threads))
+        self.spec = spec
+        self.client: Any = None
+        self.keys: KeyPair | None = None
+        self.peers_of: dict[int, dict[str, int]] = {}
+        cid = spec.client_id
+        try:
+            self.client = load_factory(spec.factory)(spec.data, **dict(spec.options))
+        except Exception as exc:  # reported to the server, which drops this client
+            self.hello: Ready | Refusal = Refusal(
+                cid, 0, f"client factory {spec.factory} failed: {type(exc).__name__}: {exc}")
+            return
+        self.keys = KeyPair() if spec.secure else None
+        self.hello = Ready(cid, os.getpid(), self.keys.public if self.keys else None)
+
+    def handle(self, msg: Any) -> Any:
+        cid, client, keys = self.spec.client_id, self.client, self.keys
+        if isinstance(msg, FitIns):
+            if msg.peers is not None:
+                self.peers_of = {msg.round: {p.client_id: p.public_key for p in msg.peers}}
+            return _fit(client, msg, self.spec, keys)
+        if isinstance(msg, RevealIns):
+            known = self.peers_of.get(msg.round, {})
+            if keys is None or any(d not in known for d in msg.dropped):
+                return Refusal(cid, msg.round, "asked to reveal seeds for clients it never masked against")
+            return RevealRes(cid, msg.round, {d: pair_seed(keys.shared(known[d]), msg.round) for d in msg.dropped})
+        try:
+            if isinstance(msg, EvalIns):
+                loss, n, metrics = client.evaluate([w.copy() for w in msg.weights], {**msg.config, "round": msg.round})
+                return EvalRes(cid, msg.round, float(loss), int(n), {k: float(v) for k, v in dict(metrics).items()})
+            if isinstance(msg, WeightsIns):
+                return WeightsRes(cid, tuple(np.asarray(w) for w in client.get_weights()))
+            if isinstance(msg, ExportIns):
+                out = client.export_onnx([w.copy() for w in msg.weights], msg.path)
+                return ExportRes(cid, out.path, tuple(out.inputs), tuple(out.outputs), dict(out.example))
+        except Exception as exc:  # the user's code raised: report it, keep the client
+            return Refusal(cid, getattr(msg, "round", 0), f"{type(msg).__name__} raised {type(exc).__name__}: {exc}")
+        return Refusal(cid, 0, f"unknown message {type(msg).__name__}")
+
+
 def client_main(conn: Connection, spec: ClientSpec) -> None:
     """The client process: build the client, say Ready, answer until Stop or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
-    for p in reversed(spec.paths):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    if spec.threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(spec.threads))
-    cid = spec.client_id
-    try:
-        client = load_factory(spec.factory)(spec.data, **dict(spec.options))
-    except Exception as exc:  # reported to the server, which drops this client
-        conn.send(Refusal(cid, 0, f"client factory {spec.factory} failed: {type(exc).__name__}: {exc}"))
+    loop = ClientLoop(spec)
+    conn.send(loop.hello)
+    if isinstance(loop.hello, Refusal):
         return
-    keys = KeyPair() if spec.secure else None
-    conn.send(Ready(cid, os.getpid(), keys.public if keys else None))
-    peers_of: dict[int, dict[str, int]] = {}
     while True:
         try:
             msg = conn.recv()
@@ -138,39 +177,8 @@ def client_main(conn: Connection, spec: ClientSpec) -> None:
             return
         if isinstance(msg, Stop):
             return
-        reply: Any
-        if isinstance(msg, FitIns):
-            if msg.peers is not None:
-                peers_of = {msg.round: {p.client_id: p.public_key for p in msg.peers}}
-            reply = _fit(client, msg, spec, keys)
-        elif isinstance(msg, RevealIns):
-            known = peers_of.get(msg.round, {})
-            if keys is None or any(d not in known for d in msg.dropped):
-                reply = Refusal(cid, msg.round, "asked to reveal seeds for clients it never masked against")
-            else:
-                seeds = {d: pair_seed(keys.shared(known[d]), msg.round) for d in msg.dropped}
-                reply = RevealRes(cid, msg.round, seeds)
-        elif isinstance(msg, EvalIns):
-            try:
-                loss, n, metrics = client.evaluate([w.copy() for w in msg.weights], {**msg.config, "round": msg.round})
-                reply = EvalRes(cid, msg.round, float(loss), int(n), {k: float(v) for k, v in dict(metrics).items()})
-            except Exception as exc:
-                reply = Refusal(cid, msg.round, f"evaluate raised {type(exc).__name__}: {exc}")
-        elif isinstance(msg, WeightsIns):
-            try:
-                reply = WeightsRes(cid, tuple(np.asarray(w) for w in client.get_weights()))
-            except Exception as exc:
-                reply = Refusal(cid, 0, f"get_weights raised {type(exc).__name__}: {exc}")
-        elif isinstance(msg, ExportIns):
-            try:
-                out = client.export_onnx([w.copy() for w in msg.weights], msg.path)
-                reply = ExportRes(cid, out.path, tuple(out.inputs), tuple(out.outputs), dict(out.example))
-            except Exception as exc:
-                reply = Refusal(cid, 0, f"export_onnx raised {type(exc).__name__}: {exc}")
-        else:
-            reply = Refusal(cid, 0, f"unknown message {type(msg).__name__}")
         try:
-            conn.send(reply)
+            conn.send(loop.handle(msg))
         except (BrokenPipeError, OSError):
             return
 
