@@ -20,6 +20,9 @@
     export: {onnx: models/digits_fed.onnx, pipeline: digits_fed.serve.yaml}   # optional, after the last round
     seed: 0                            # client sampling and DP noise
     start_method: forkserver           # forkserver (clients forked from one clean helper process) | spawn
+                                       #   | ray (one Ray actor per client, placed by Ray)
+    ray_address: null                  # start_method ray: the cluster (null: a local Ray, or the running one)
+    ray_num_cpus: 0                    # start_method ray: CPUs each client actor reserves
     preload: [sklearn.linear_model]    # modules the forkserver imports once for every client (default none)
 
 Paths are relative to the YAML file. The server process reads none of the ``data`` paths.
@@ -78,6 +81,8 @@ class FedConfig:
     seed: int = 0
     start_method: str = "forkserver"
     preload: tuple[str, ...] = ()
+    ray_address: str | None = None
+    ray_num_cpus: float = 0.0
     base_dir: str = "."
 
     def __post_init__(self) -> None:
@@ -92,8 +97,8 @@ class FedConfig:
             raise ConfigError(f"sampling.fraction must be in (0, 1], got {self.fraction}")
         if not 1 <= self.min_clients <= len(self.clients):
             raise ConfigError(f"sampling.min_clients must be in 1..{len(self.clients)}, got {self.min_clients}")
-        if self.start_method not in ("forkserver", "spawn"):
-            raise ConfigError(f"start_method must be 'forkserver' or 'spawn', got {self.start_method!r}")
+        if self.start_method not in ("forkserver", "spawn", "ray"):
+            raise ConfigError(f"start_method must be 'forkserver', 'spawn' or 'ray', got {self.start_method!r}")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise ConfigError(f"deadline_s must be > 0 or null, got {self.deadline_s}")
 
@@ -108,7 +113,7 @@ class FedConfig:
 
 _KEYS = {"name", "client", "options", "clients", "test", "rounds", "fit", "strategy", "sampling",
          "deadline_s", "startup_timeout_s", "secure_aggregation", "privacy", "checkpoint_dir", "export",
-         "seed", "start_method", "preload", "description"}
+         "seed", "start_method", "preload", "ray_address", "ray_num_cpus", "description"}
 
 
 def _mapping(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -162,6 +167,8 @@ def parse_config(doc: Any, *, where: str = "<config>", base_dir: str | Path = ".
             seed=int(doc.get("seed", 0)),
             start_method=str(doc.get("start_method", "forkserver")),
             preload=tuple(str(m) for m in doc.get("preload") or ()),
+            ray_address=None if doc.get("ray_address") is None else str(doc["ray_address"]),
+            ray_num_cpus=float(doc.get("ray_num_cpus", 0.0)),
             base_dir=str(Path(base_dir)),
         )
     except (TypeError, ValueError) as exc:

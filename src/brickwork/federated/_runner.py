@@ -93,9 +93,13 @@ class RunResult:
     not_started: dict[str, str] = field(default_factory=dict)
 
 
-def _gather(handles: Mapping[str, ClientProcess], expect: type, round_: int, deadline: float | None,
+def _gather(handles: Mapping[str, Any], expect: type, round_: int, deadline: float | None,
             deadline_s: float | None) -> tuple[dict[str, Any], dict[str, str]]:
     """Wait for one answer of type ``expect`` from every handle; the rest get a reason."""
+    if any(not isinstance(h, ClientProcess) for h in handles.values()):
+        from ._ray import gather
+
+        return gather(handles, expect, round_, deadline, deadline_s)
     pending = dict(handles)
     got: dict[str, Any] = {}
     dropped: dict[str, str] = {}
@@ -140,12 +144,18 @@ class Server:
         self.config = config
         self.progress = progress
         self.strategy: Strategy = make_strategy(config.strategy)
-        self.handles: dict[str, ClientProcess] = {}
+        self.handles: dict[str, Any] = {}  # ClientProcess, or RayClient on start_method: ray
         self.weights: list[np.ndarray] = []
         self.history: list[RoundReport] = []
         self.dp_rounds = 0
         self._paths = (str(Path(config.base_dir).resolve()), os.getcwd())
-        self._ctx = context(config.start_method, config.preload)
+        if config.start_method == "ray":
+            from ._ray import init
+
+            init(config.ray_address)
+            self._ctx = None
+        else:
+            self._ctx = context(config.start_method, config.preload)
 
     # -- processes -----------------------------------------------------------------
     def _spec(self, cid: str) -> ClientSpec:
@@ -166,7 +176,7 @@ class Server:
                 continue
             if h is not None:
                 h.kill()
-            fresh[cid] = self.handles[cid] = ClientProcess(self._spec(cid), self._ctx)
+            fresh[cid] = self.handles[cid] = self._new(cid)
         if not fresh:
             return {}
         got, failed = _gather(fresh, Ready, 0, time.monotonic() + self.config.startup_timeout_s,
@@ -176,6 +186,13 @@ class Server:
         for cid in failed:
             self.handles.pop(cid).kill()
         return {cid: f"did not start: {why}" for cid, why in failed.items()}
+
+    def _new(self, cid: str) -> Any:
+        if self.config.start_method == "ray":
+            from ._ray import RayClient
+
+            return RayClient(self._spec(cid), num_cpus=self.config.ray_num_cpus)
+        return ClientProcess(self._spec(cid), self._ctx)
 
     def pids(self) -> dict[str, int | None]:
         return {cid: h.pid for cid, h in self.handles.items() if h.alive()}
@@ -231,7 +248,7 @@ class Server:
         live = [cid for cid in sampled if cid not in dropped]
         peers = None
         if c.secure_aggregation:
-            peers = tuple(Peer(cid, int(self.handles[cid].ready.public_key))  # type: ignore[union-attr,arg-type]
+            peers = tuple(Peer(cid, int(self.handles[cid].ready.public_key))
                           for cid in live)
         config = {**c.fit, **self.strategy.fit_config()}
         clip = c.privacy.clip if c.privacy else None
