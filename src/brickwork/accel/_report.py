@@ -1,0 +1,75 @@
+"""The optimize report: a terminal table and a PNG chart of speed against accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._optimize import BrickReport
+
+__all__ = ["chart", "table"]
+
+
+def _num(value: float | None, fmt: str, unit: str = "") -> str:
+    return "-" if value is None else format(value, fmt) + unit
+
+
+def table(report: BrickReport) -> str:
+    acc_head = "accuracy" if report.labels else "agree"
+    lines = [f"brick {report.brick!r} ({report.kind}, {report.source})",
+             f"  {report.host}; {report.eval_rows} eval rows{' with labels' if report.labels else ''}, "
+             f"budget {report.budget:.2%}"]
+    if report.export:
+        diffs = report.export["max_abs_diff"]
+        lines.append(f"  exported to ONNX: max |Δ| {max(diffs.values(), default=0.0):.2g} over "
+                     f"{report.export['rows']} rows, label mismatches {report.export['mismatches'] or 0}")
+    lines.append(f"  {'variant':<14}{'lat b1':>10}{'items/s':>10}{'batch':>7}{'speedup':>9}{'size':>10}"
+                 f"{acc_head:>10}{'loss':>8}{'min cos':>9}{'max dev':>9}  status")
+    for v in report.variants:
+        size = "-" if v.size_bytes is None else f"{v.size_bytes / 1e6:.2f} MB"
+        acc = v.accuracy if report.labels else v.agreement
+        lines.append(
+            f"  {v.name:<14}{_num(None if v.latency_s is None else v.latency_s * 1e3, '.3f', ' ms'):>10}"
+            f"{_num(v.throughput, ',.0f'):>10}{_num(v.batch_size, 'd'):>7}{_num(v.speedup, '.2f', 'x'):>9}"
+            f"{size:>10}{_num(acc, '.4f'):>10}{_num(None if v.loss is None else v.loss * 100, '.2f', '%'):>8}"
+            f"{_num(v.min_cosine, '.4f'):>9}{_num(v.max_abs_dev, '.2g'):>9}  {v.status}"
+            + (f": {v.reason}" if v.reason and v.status not in ("chosen", "accepted", "baseline") else ""))
+    lines.append(f"  choice: {report.why}")
+    for what, path in report.written.items():
+        lines.append(f"  wrote {what:<6} {path}")
+    return "\n".join(lines)
+
+
+def chart(report: BrickReport, path: Path) -> bool:
+    """Throughput (x) against accuracy or agreement (y), one point per measured variant;
+    False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    measured = [v for v in report.variants if v.throughput is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for v in measured:
+        y = (v.accuracy if report.labels else v.agreement) or 0.0
+        x = v.throughput or 0.0
+        color = {"chosen": "tab:green", "baseline": "tab:blue", "over-budget": "tab:red"}.get(v.status, "tab:gray")
+        ax.scatter([x], [y], color=color, s=60, zorder=3)
+        ax.annotate(f"{v.name} ({v.status})", (x, y), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)
+    base = next((v for v in measured if v.name == "fp32"), None)
+    if base is not None:
+        y0 = base.accuracy if report.labels else base.agreement
+        if y0 is not None:
+            ax.axhline(y0 - report.budget, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"budget ({report.budget:.2%} below FP32)")
+            ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel(f"throughput, items/s at batch {measured[0].batch_size if measured else '?'}")
+    ax.set_ylabel("accuracy vs labels" if report.labels else "agreement with FP32")
+    ax.set_title(f"brickwork optimize: brick {report.brick!r}")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
