@@ -10,9 +10,10 @@ when used.
 from ._data import Dataset, load_dataset
 from ._host import Host, host
 from ._optimize import BrickReport, OptimizeConfig, VariantResult, optimize
+from ._targets import TARGETS, export_brick
 from ._web import WebExport, export_web
 
 __all__ = [
-    "BrickReport", "Dataset", "Host", "OptimizeConfig", "VariantResult", "WebExport", "export_web", "host",
-    "load_dataset", "optimize",
+    "TARGETS", "BrickReport", "Dataset", "Host", "OptimizeConfig", "VariantResult", "WebExport", "export_brick",
+    "export_web", "host", "load_dataset", "optimize",
 ]

@@ -110,9 +110,17 @@ def _dynamic(src: Path, work: Path, *, facts: ModelFacts, exclude: list[str], na
     if not facts.const_matmuls:
         raise Skip("no MatMul/Gemm with constant weights to quantise")
     out = work / f"{name}.onnx"
-    quantize_dynamic(str(_preprocess(src, work)), str(out), op_types_to_quantize=["MatMul", "Gemm"],
-                     weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude,
-                     extra_options={"MatMulConstBOnly": True})
+    pre = _preprocess(src, work)
+    for source in dict.fromkeys((pre, src)):  # the pre-processed file, else the original
+        try:
+            quantize_dynamic(str(source), str(out), op_types_to_quantize=["MatMul", "Gemm"],
+                             weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude,
+                             extra_options={"MatMulConstBOnly": True})
+        except Exception:
+            if source == src:
+                raise
+            continue
+        break
     return out
 
 

@@ -13,7 +13,7 @@ from ..errors import BrickworkError
 
 __all__ = ["main"]
 
-COMMANDS = ("validate", "run", "graph", "serve", "bench", "optimize")
+COMMANDS = ("validate", "run", "graph", "serve", "bench", "optimize", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
