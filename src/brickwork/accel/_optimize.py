@@ -21,7 +21,7 @@ from ._host import Host, host
 from ._measure import Quality, Speed, best, compare, outputs_of, speed_round
 from ._patch import patch_text, unified_diff
 from ._progress import Progress
-from ._variants import CPU_VARIANTS, GPU_VARIANTS, Built, Skip, build_variant
+from ._variants import CPU_VARIANTS, GPU_VARIANTS, Built, Refuse, Skip, build_variant
 
 __all__ = ["BrickReport", "OptimizeConfig", "VariantResult", "optimize"]
 
@@ -204,6 +204,8 @@ def _run(name: str, kind: str, exported: ExportResult, original: Any, calib: Dat
             built[variant] = build_variant(variant, src, work, data=calib, host=machine, progress=cfg.progress)
         except Skip as exc:
             results[variant] = VariantResult(variant, "skipped", str(exc))
+        except Refuse as exc:
+            results[variant] = VariantResult(variant, "refused", str(exc))
         except Exception as exc:  # a converter's own failure is a finding, not a crash
             results[variant] = VariantResult(variant, "failed", f"{type(exc).__name__}: {exc}"[:300])
     bricks: dict[str, Any] = {}

@@ -31,7 +31,7 @@ from ._data import Dataset
 from ._host import Host
 from ._progress import Progress
 
-__all__ = ["CPU_VARIANTS", "GPU_VARIANTS", "Built", "build_variant", "model_facts"]
+__all__ = ["CPU_VARIANTS", "GPU_VARIANTS", "Built", "Refuse", "Skip", "build_variant", "fp16_overflow", "model_facts"]
 
 CPU_VARIANTS = ("fp32", "ort-opt", "int8-dynamic", "int8-mixed", "int8-static", "fp16")
 GPU_VARIANTS = ("cuda-fp32", "cuda-fp16", "tensorrt-fp16")
@@ -41,6 +41,10 @@ _CALIB_ROWS = 256
 
 class Skip(Exception):
     """This variant does not apply to this model or machine; the message says why."""
+
+
+class Refuse(Exception):
+    """This variant would be fragile (an overflow to inf/NaN); the message says where."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,34 +133,76 @@ def _int8_dynamic(src: Path, work: Path, *, facts: ModelFacts, **_: Any) -> Buil
     return Built(out, notes=f"{len(facts.const_matmuls)} MatMul/Gemm INT8 per channel")
 
 
-def outlier_ranking(src: Path, data: Dataset, names: tuple[str, ...]) -> list[tuple[float, str]]:
-    """(peak/RMS of the node's input activations over the calibration rows, node), worst first."""
+def _with_outputs(model: Any, tensors: list[str]) -> Any:
+    """A copy of ``model`` that also outputs the named intermediate tensors."""
     import onnx
-    import onnxruntime as ort
 
-    model = onnx.load(str(src))
-    inputs = {n.name: n.input[0] for n in model.graph.node if n.name in names}
+    model = onnx.ModelProto.FromString(model.SerializeToString())
     inferred = onnx.shape_inference.infer_shapes(model)
     known = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
     have = {o.name for o in model.graph.output}
-    for tensor in dict.fromkeys(inputs.values()):
+    for tensor in tensors:
         if tensor not in have:
             model.graph.output.append(known.get(tensor) or onnx.helper.make_empty_tensor_value_info(tensor))
             have.add(tensor)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    wanted = list(dict.fromkeys(inputs.values()))
-    peak = dict.fromkeys(wanted, 0.0)
-    square = dict.fromkeys(wanted, 0.0)
-    count = dict.fromkeys(wanted, 0)
-    for batch in data.batches(_CALIB_BATCH)[: max(1, _CALIB_ROWS // _CALIB_BATCH)]:
+    return model
+
+
+def _activation_stats(model: Any, data: Dataset, tensors: list[str],
+                      rows: int = _CALIB_ROWS) -> dict[str, tuple[float, float, int]]:
+    """Per tensor over the first ``rows`` data rows: (peak |x|, sum of x², element count)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(_with_outputs(model, tensors).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    stats = dict.fromkeys(tensors, (0.0, 0.0, 0))
+    for batch in data.batches(_CALIB_BATCH)[: max(1, rows // _CALIB_BATCH)]:
         feed = {a.name: batch[a.name] for a in session.get_inputs()}
-        for tensor, value in zip(wanted, session.run(wanted, feed), strict=True):
+        for tensor, value in zip(tensors, session.run(tensors, feed), strict=True):
             v = np.asarray(value, dtype=np.float64)
-            peak[tensor] = max(peak[tensor], float(np.abs(v).max(initial=0.0)))
-            square[tensor] += float((v * v).sum())
-            count[tensor] += v.size
-    ratio = {t: peak[t] / math.sqrt(square[t] / count[t]) if square[t] > 0 else 0.0 for t in wanted}
+            peak, square, count = stats[tensor]
+            stats[tensor] = (max(peak, float(np.abs(v).max(initial=0.0))), square + float((v * v).sum()),
+                             count + v.size)
+    return stats
+
+
+def outlier_ranking(src: Path, data: Dataset, names: tuple[str, ...]) -> list[tuple[float, str]]:
+    """(peak/RMS of the node's input activations over the calibration rows, node), worst first."""
+    import onnx
+
+    model = onnx.load(str(src))
+    inputs = {n.name: n.input[0] for n in model.graph.node if n.name in names}
+    stats = _activation_stats(model, data, list(dict.fromkeys(inputs.values())))
+    ratio = {t: p / math.sqrt(s / c) if s > 0 else 0.0 for t, (p, s, c) in stats.items()}
     return sorted(((ratio[t], n) for n, t in inputs.items()), reverse=True)
+
+
+FP16_MAX = 65504.0
+
+
+def fp16_overflow(src: Path, data: Dataset) -> str | None:
+    """Why FP16 would overflow this model, or None: a weight or an activation on the data beyond
+    65504. Checked on FP32, since ONNX Runtime's CPU kernels upcast FP16 and hide the inf that a
+    GPU's FP16 kernels would produce."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(src))
+    for init in model.graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            peak = float(np.abs(numpy_helper.to_array(init)).max(initial=0.0))
+            if peak > FP16_MAX:
+                return f"weight {init.name!r} holds {peak:.3g}, beyond FP16's {FP16_MAX:.0f}"
+    inferred = onnx.shape_inference.infer_shapes(model)
+    floats = [v.name for v in (*inferred.graph.value_info, *inferred.graph.output)
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT]
+    if not floats:
+        return None
+    stats = _activation_stats(model, data, floats, rows=64)
+    worst = max(stats, key=lambda t: stats[t][0])
+    if stats[worst][0] > FP16_MAX:
+        return f"tensor {worst!r} reaches {stats[worst][0]:.3g} on the data, beyond FP16's {FP16_MAX:.0f} (inf)"
+    return None
 
 
 def _int8_mixed(src: Path, work: Path, *, facts: ModelFacts, data: Dataset, **_: Any) -> Built:
@@ -212,9 +258,12 @@ def _int8_static(src: Path, work: Path, *, facts: ModelFacts, data: Dataset, hos
                             f"reduce_range={'on (no VNNI)' if reduce else 'off (VNNI)'}")
 
 
-def _fp16_file(src: Path, work: Path, name: str) -> Path:
+def _fp16_file(src: Path, work: Path, name: str, data: Dataset) -> Path:
     import onnx
 
+    why = fp16_overflow(src, data)
+    if why is not None:
+        raise Refuse(f"fragile in FP16: {why}")
     try:
         from onnxconverter_common import float16
     except ImportError:
@@ -222,26 +271,30 @@ def _fp16_file(src: Path, work: Path, name: str) -> Path:
     out = work / f"{name}.onnx"
     with warnings.catch_warnings():  # one line per clipped tiny constant otherwise
         warnings.simplefilter("ignore", UserWarning)
-        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
+                                                 max_finite_val=FP16_MAX)
     onnx.save(model, str(out))
     return out
 
 
-def _fp16(src: Path, work: Path, **_: Any) -> Built:
-    return Built(_fp16_file(src, work, "fp16"), notes="FP16 weights and compute, FP32 I/O")
+def _fp16(src: Path, work: Path, *, data: Dataset, **_: Any) -> Built:
+    return Built(_fp16_file(src, work, "fp16", data), notes="FP16 weights and compute, FP32 I/O")
 
 
 def _gpu(provider: str, fp16: bool) -> Callable[..., Built]:
-    def make(src: Path, work: Path, *, host: Host, **_: Any) -> Built:
+    def make(src: Path, work: Path, *, host: Host, data: Dataset, **_: Any) -> Built:
         if provider not in host.providers:
             raise Skip(f"this onnxruntime has no {provider} (available {list(host.providers)}); "
                        "install onnxruntime-gpu on a machine with an NVIDIA GPU")
         if provider == "TensorrtExecutionProvider":
+            why = fp16_overflow(src, data) if fp16 else None
+            if why is not None:
+                raise Refuse(f"fragile in FP16: {why}")
             providers: tuple[Any, ...] = ((provider, {"trt_fp16_enable": fp16}), "CUDAExecutionProvider",
                                           "CPUExecutionProvider")
             return Built(src, providers, "TensorRT, FP16 kernels allowed" if fp16 else "TensorRT",
                          {"device": "cuda"})
-        path = _fp16_file(src, work, "cuda-fp16") if fp16 else src
+        path = _fp16_file(src, work, "cuda-fp16", data) if fp16 else src
         return Built(path, (provider, "CPUExecutionProvider"), "CUDA" + (" FP16" if fp16 else ""),
                      {"device": "cuda"})
 
