@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxconverter_common")
-
 from brickwork.accel import OptimizeConfig, optimize
 from brickwork.accel._report import table
 from brickwork.graph import load_pipeline
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxconverter_common")
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = dict(measure_s=0.6, rounds=2, progress=False)

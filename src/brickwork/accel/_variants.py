@@ -160,6 +160,7 @@ def _activation_stats(model: Any, data: Dataset, tensors: list[str],
         feed = {a.name: batch[a.name] for a in session.get_inputs()}
         for tensor, value in zip(tensors, session.run(tensors, feed), strict=True):
             v = np.asarray(value, dtype=np.float64)
+            v = v[np.abs(v) < SENTINEL]  # -FLT_MAX mask fills: FP16 conversion clamps them on purpose
             peak, square, count = stats[tensor]
             stats[tensor] = (max(peak, float(np.abs(v).max(initial=0.0))), square + float((v * v).sum()),
                              count + v.size)
@@ -178,19 +179,23 @@ def outlier_ranking(src: Path, data: Dataset, names: tuple[str, ...]) -> list[tu
 
 
 FP16_MAX = 65504.0
+# Values this large are "minus infinity" fills (attention masks use torch.finfo(float32).min);
+# the FP16 converter clamps them to the FP16 range on purpose, so they are not an overflow.
+SENTINEL = 1e30
 
 
 def fp16_overflow(src: Path, data: Dataset) -> str | None:
     """Why FP16 would overflow this model, or None: a weight or an activation on the data beyond
-    65504. Checked on FP32, since ONNX Runtime's CPU kernels upcast FP16 and hide the inf that a
-    GPU's FP16 kernels would produce."""
+    65504 (mask fills near -FLT_MAX aside). Checked on FP32, since ONNX Runtime's CPU kernels
+    upcast FP16 and hide the inf that a GPU's FP16 kernels would produce."""
     import onnx
     from onnx import TensorProto, numpy_helper
 
     model = onnx.load(str(src))
     for init in model.graph.initializer:
         if init.data_type == TensorProto.FLOAT:
-            peak = float(np.abs(numpy_helper.to_array(init)).max(initial=0.0))
+            w = np.abs(numpy_helper.to_array(init))
+            peak = float(w[w < SENTINEL].max(initial=0.0))
             if peak > FP16_MAX:
                 return f"weight {init.name!r} holds {peak:.3g}, beyond FP16's {FP16_MAX:.0f}"
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -49,6 +49,8 @@ def register(sub: Any) -> None:
     p.add_argument("--variants", default=None, help="comma-separated subset of variants to try")
     p.add_argument("--batch-size", type=int, default=None, help="throughput batch (default: the stage's)")
     p.add_argument("--measure-s", type=float, default=3.0, help="timing seconds per variant (default 3)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="speedup by wall time (default) or by CPU time (on a machine shared with other jobs)")
     p.add_argument("--output", default=None, help="output holding the predicted class (default: label)")
     p.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the report here")
     p.add_argument("--write", action="store_true", help="replace existing files and patch FILE in place")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = OptimizeConfig(budget=parse_budget(args.budget), min_cosine=args.min_cosine,
                          min_speedup=args.min_speedup, batch_size=args.batch_size, measure_s=args.measure_s,
-                         output=args.output, progress=not args.no_progress)
+                         output=args.output, progress=not args.no_progress, clock=args.clock)
     if args.variants:
         names = tuple(v.strip() for v in args.variants.split(",") if v.strip())
         cfg = replace(cfg, variants=names)
