@@ -118,6 +118,13 @@ class BrickReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BrickReport:
+        """Back from :meth:`to_dict` (the ``--json`` file)."""
+        fields = dict(data)
+        fields["variants"] = tuple(VariantResult(**v) for v in fields["variants"])
+        return cls(**fields)
+
     def variant(self, name: str) -> VariantResult:
         return next(v for v in self.variants if v.name == name)
 

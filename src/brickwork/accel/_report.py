@@ -41,8 +41,8 @@ def table(report: BrickReport) -> str:
 
 
 def chart(report: BrickReport, path: Path) -> bool:
-    """Throughput (x) against accuracy or agreement (y), one point per measured variant;
-    False when matplotlib is not installed."""
+    """Speedup over FP32 (x, by the report's clock) against accuracy or agreement (y), one point
+    per measured variant; False when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -50,25 +50,26 @@ def chart(report: BrickReport, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    measured = [v for v in report.variants if v.throughput is not None]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for v in measured:
+    measured = [v for v in report.variants if v.speedup is not None]
+    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
+    colors = {"chosen": "tab:green", "baseline": "tab:blue", "over-budget": "tab:red", "accepted": "tab:olive"}
+    for i, v in enumerate(sorted(measured, key=lambda m: m.speedup or 0.0)):
         y = (v.accuracy if report.labels else v.agreement) or 0.0
-        x = v.throughput or 0.0
-        color = {"chosen": "tab:green", "baseline": "tab:blue", "over-budget": "tab:red"}.get(v.status, "tab:gray")
-        ax.scatter([x], [y], color=color, s=60, zorder=3)
-        ax.annotate(f"{v.name} ({v.status})", (x, y), textcoords="offset points", xytext=(6, 4),
-                    fontsize=8)
+        x = v.speedup or 0.0
+        ax.scatter([x], [y], color=colors.get(v.status, "tab:gray"), s=60, zorder=3)
+        ax.annotate(f"{v.name} ({v.status})", (x, y), textcoords="offset points", fontsize=8,
+                    xytext=(6, 6 if i % 2 == 0 else -12))
     base = next((v for v in measured if v.name == "fp32"), None)
-    if base is not None:
-        y0 = base.accuracy if report.labels else base.agreement
-        if y0 is not None:
-            ax.axhline(y0 - report.budget, color="tab:red", linestyle="--", linewidth=1,
-                       label=f"budget ({report.budget:.2%} below FP32)")
-            ax.legend(loc="lower right", fontsize=8)
-    ax.set_xlabel(f"throughput, items/s at batch {measured[0].batch_size if measured else '?'}")
-    ax.set_ylabel("accuracy vs labels" if report.labels else "agreement with FP32")
-    ax.set_title(f"brickwork optimize: brick {report.brick!r}")
+    y0 = None if base is None else (base.accuracy if report.labels else base.agreement)
+    if y0 is not None:
+        ax.axhline(y0 - report.budget, color="tab:red", linestyle="--", linewidth=1,
+                   label=f"budget: {report.budget:.2%} below FP32")
+        ax.axvline(1.0, color="tab:blue", linestyle=":", linewidth=1, label="FP32 speed")
+        ax.legend(loc="best", fontsize=8)
+    batch = measured[0].batch_size if measured else "?"
+    ax.set_xlabel(f"throughput / FP32's at batch {batch} ({report.clock} clock)")
+    ax.set_ylabel("accuracy vs labels" if report.labels else "agreement with FP32 (share of items)")
+    ax.set_title(f"brickwork optimize: brick {report.brick!r} -> {report.chosen}")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
