@@ -295,9 +295,12 @@ def _choose(results: dict[str, VariantResult], cfg: OptimizeConfig) -> tuple[str
             candidates.append(name)
             results[name] = replace(r, status="accepted", reason="within budget, faster")
     if not candidates:
-        tried = [r for r in results.values() if r.name != "fp32"]
+        tried = [r for r in results.values() if r.name != "fp32" and r.status != "skipped"]
+        skipped = [r.name for r in results.values() if r.status == "skipped"]
         reasons = "; ".join(f"{r.name}: {r.status}" + (f" ({r.reason})" if r.reason else "") for r in tried)
-        return "fp32", f"kept FP32: no variant is both faster and within the {cfg.budget:.2%} budget — {reasons}"
+        tail = f"; skipped: {', '.join(skipped)}" if skipped else ""
+        return "fp32", (f"kept FP32: no variant is both faster and within the {cfg.budget:.2%} budget — "
+                        f"{reasons or 'none could be built'}{tail}")
     top = max(candidates, key=lambda n: results[n].speedup or 0.0)
     r = results[top]
     results[top] = replace(r, status="chosen", reason="fastest within budget")
