@@ -12,21 +12,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
 from ._data import Dataset, load_dataset
 from ._export import ExportResult, export_onnx, place
 from ._host import Host, host
 from ._measure import Quality, Speed, best, compare, outputs_of, speed_round
 from ._patch import patch_text, unified_diff
+from ._pipeline import make_brick, model_bricks, pipeline_doc
 from ._progress import Progress
 from ._variants import CPU_VARIANTS, GPU_VARIANTS, Built, Refuse, Skip, build_variant
 
 __all__ = ["BrickReport", "OptimizeConfig", "VariantResult", "optimize"]
-
-MODEL_KINDS = ("onnx", "torch", "sklearn")
-
 
 @dataclass(frozen=True, slots=True)
 class OptimizeConfig:
@@ -129,30 +125,6 @@ class BrickReport:
         return next(v for v in self.variants if v.name == name)
 
 
-def _pipeline_doc(path: Path) -> dict[str, Any]:
-    from ..graph import load_graph
-
-    load_graph(path)  # the file must be a valid pipeline before we touch it
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return doc
-
-
-def _model_bricks(doc: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    out = {}
-    for name, entry in doc["bricks"].items():
-        kind = next((k for k in MODEL_KINDS if k in entry), None)
-        if kind is not None:
-            out[name] = (kind, dict(entry))
-    return out
-
-
-def _make_brick(kind: str, entry: Mapping[str, Any], base_dir: Path, name: str) -> Any:
-    from ..bricks._base import kind_class
-
-    config = {k: v for k, v in entry.items() if k not in ("rename", "fallback", "health_timeout_s")}
-    return kind_class(kind).from_config(config, base_dir, name)
-
-
 def _stage_batch(doc: Mapping[str, Any], entry: Mapping[str, Any]) -> int | None:
     for source in (entry.get("batching"), (doc.get("defaults") or {}).get("batching")):
         if isinstance(source, Mapping) and source.get("max_batch_size"):
@@ -182,14 +154,14 @@ def optimize_brick(pipeline: Path, name: str, *, data: str | Path | Mapping[str,
                    config: OptimizeConfig | None = None, machine: Host | None = None) -> BrickReport:
     """Optimise one brick of a pipeline file; see :func:`optimize`."""
     cfg = config or OptimizeConfig()
-    doc = _pipeline_doc(pipeline)
-    models = _model_bricks(doc)
+    doc = pipeline_doc(pipeline)
+    models = model_bricks(doc)
     if name not in models:
         raise ConfigError(f"brick {name!r} is not an onnx, torch or sklearn brick of {str(pipeline)!r}; "
                           f"those are {sorted(models)}")
     kind, entry = models[name]
     base_dir = pipeline.parent
-    original = _make_brick(kind, entry, base_dir, name)
+    original = make_brick(kind, entry, base_dir, name)
     original.load()
     calib = load_dataset(data, original.signature, brick=name)
     evaluation = load_dataset(eval_data, original.signature, brick=name) if eval_data is not None else calib
@@ -379,11 +351,11 @@ def optimize(pipeline: str | Path, *, data: str | Path | Mapping[str, Any],
     elif brick is not None:
         names = list(brick)
     else:
-        doc = _pipeline_doc(path)
-        models = _model_bricks(doc)
+        doc = pipeline_doc(path)
+        models = model_bricks(doc)
         keys = set(_read_keys(data))
         names = [n for n, (kind, entry) in models.items()
-                 if set(_make_brick(kind, entry, path.parent, n).signature.input_names) <= keys]
+                 if set(make_brick(kind, entry, path.parent, n).signature.input_names) <= keys]
         if not names:
             raise ConfigError(f"no model brick of {str(path)!r} takes the tensors in the data ({sorted(keys)}); "
                               f"name one with brick= (model bricks: {sorted(models)})")

@@ -13,7 +13,7 @@ from ..bricks._base import sample_inputs
 from ..errors import ConfigError
 from ._data import load_dataset
 from ._export import export_onnx
-from ._optimize import _make_brick, _model_bricks, _pipeline_doc
+from ._pipeline import make_brick, model_bricks, pipeline_doc
 from ._web import WebExport, export_web
 
 __all__ = ["TARGETS", "export_brick"]
@@ -31,13 +31,13 @@ def export_brick(pipeline: str | Path, *, brick: str, target: str, out: str | Pa
     if target not in TARGETS:
         raise ConfigError(f"target must be one of {list(TARGETS)}, got {target!r}")
     path = Path(pipeline)
-    doc = _pipeline_doc(path)
-    models = _model_bricks(doc)
+    doc = pipeline_doc(path)
+    models = model_bricks(doc)
     if brick not in models:
         raise ConfigError(f"brick {brick!r} is not an onnx, torch or sklearn brick of {str(path)!r}; "
                           f"those are {sorted(models)}")
     kind, entry = models[brick]
-    live = _make_brick(kind, entry, path.parent, brick)
+    live = make_brick(kind, entry, path.parent, brick)
     live.load()
     rows: Any = data if data is not None else sample_inputs(live.signature, batch_size=8, dynamic=4)
     if data is None and kind != "onnx":
