@@ -218,3 +218,30 @@ def test_write_patches_the_pipeline_in_place_and_without_it_a_changed_file_is_re
     assert not (pipeline.parent / "pipeline.optimized.yaml").exists()
     with load_pipeline(pipeline) as pipe:
         np.testing.assert_allclose(pipe.infer(data)["y"], data["x"] @ np.full((4, 4), 100.0, np.float32), rtol=1e-5)
+
+
+def test_a_sklearn_brick_is_exported_as_fp32_onnx_and_the_patched_pipeline_serves(tmp_path: Path):
+    pytest.importorskip("skl2onnx")
+    joblib = pytest.importorskip("joblib")
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from brickwork.accel import export_brick
+
+    x, y = load_digits(return_X_y=True)
+    model = LogisticRegression(max_iter=2000).fit(x[:1000], y[:1000])
+    joblib.dump(model, tmp_path / "lr.joblib")
+    (tmp_path / "pipeline.yaml").write_text(
+        "name: s\nbricks:\n  lr: {sklearn: lr.joblib, method: predict_proba}\ngraph: lr\n")
+    held_out = {"features": x[1000:1300], "label": y[1000:1300]}
+    out = export_brick(tmp_path / "pipeline.yaml", brick="lr", target="onnx", out=tmp_path / "exported.onnx",
+                       data=held_out)
+    assert [i.name for i in ort.InferenceSession(str(out)).get_inputs()] == ["features"]
+    (report,) = optimize(tmp_path / "pipeline.yaml", data=held_out, eval_data=held_out,
+                         config=OptimizeConfig(variants=("ort-opt",), min_speedup=0.01, **FAST))
+    assert report.export is not None and report.export["max_abs_diff"]["probabilities"] < 1e-5
+    assert report.export["mismatches"] == {"label": 0}
+    assert report.variant("fp32").accuracy == pytest.approx(float((model.predict(x[1000:1300]) == y[1000:1300]).mean()))
+    with load_pipeline(tmp_path / "pipeline.optimized.yaml") as pipe:
+        got = pipe.infer({"features": x[1300:1310].astype(np.float32)})
+    np.testing.assert_array_equal(got["label"], model.predict(x[1300:1310]))

@@ -40,8 +40,12 @@ class ExportResult:
 def _run_onnx(path: Path, inputs: Tensors, outputs: list[str]) -> Tensors:
     import onnxruntime as ort
 
+    from ..spec import dtype_of, to_numpy_dtype
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    fed = {a.name: inputs[a.name] for a in session.get_inputs()}
+    # a scikit-learn brick takes FP64 where its ONNX export takes FP32: feed each its own
+    fed = {a.name: np.asarray(inputs[a.name]).astype(to_numpy_dtype(dtype_of(a.type)), copy=False)
+           for a in session.get_inputs()}
     names = [n for n in outputs if n in {o.name for o in session.get_outputs()}]
     return dict(zip(names, session.run(names, fed), strict=True))
 

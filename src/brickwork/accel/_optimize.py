@@ -175,6 +175,12 @@ def optimize_brick(pipeline: Path, name: str, *, data: str | Path | Mapping[str,
     if exported.exported:
         _say(cfg.progress, f"{name}: exported {kind} -> {exported.path} (max |Δ| "
                            f"{max(exported.max_abs_diff.values(), default=0.0):.2g} on {exported.rows} rows)")
+    if exported.exported:  # the variants take the ONNX file's dtypes (sklearn: FP32, not FP64)
+        from ..bricks.onnx import OnnxBrick
+
+        signature = OnnxBrick(exported.path, name=name).signature
+        calib = load_dataset(data, signature, brick=name)
+        evaluation = load_dataset(eval_data, signature, brick=name) if eval_data is not None else calib
     batch = min(cfg.batch_size or _stage_batch(doc, entry) or 32, len(evaluation))
     with tempfile.TemporaryDirectory(prefix=f"bw-optimize-{name}-") as tmp:
         report = _run(name, kind, exported, original, calib, evaluation, batch, cfg, machine, Path(tmp))

@@ -22,14 +22,14 @@ def table(report: BrickReport) -> str:
         diffs = report.export["max_abs_diff"]
         lines.append(f"  exported to ONNX: max |Δ| {max(diffs.values(), default=0.0):.2g} over "
                      f"{report.export['rows']} rows, label mismatches {report.export['mismatches'] or 0}")
-    lines.append(f"  {'variant':<14}{'lat b1':>10}{'items/s':>10}{'/cpu-s':>9}{'batch':>7}{'speedup':>9}{'size':>10}"
+    lines.append(f"  {'variant':<14}{'lat b1':>10}{'items/s':>11}{'/cpu-s':>11}{'batch':>7}{'speedup':>9}{'size':>10}"
                  f"{acc_head:>10}{'loss':>8}{'min cos':>9}{'max dev':>9}  status")
     for v in report.variants:
         size = "-" if v.size_bytes is None else f"{v.size_bytes / 1e6:.2f} MB"
         acc = v.accuracy if report.labels else v.agreement
         lines.append(
             f"  {v.name:<14}{_num(None if v.latency_s is None else v.latency_s * 1e3, '.3f', ' ms'):>10}"
-            f"{_num(v.throughput, ',.0f'):>10}{_num(v.cpu_throughput, ',.0f'):>9}"
+            f"{_num(v.throughput, ',.0f'):>11}{_num(v.cpu_throughput, ',.0f'):>11}"
             f"{_num(v.batch_size, 'd'):>7}{_num(v.speedup, '.2f', 'x'):>9}"
             f"{size:>10}{_num(acc, '.4f'):>10}{_num(None if v.loss is None else v.loss * 100, '.2f', '%'):>8}"
             f"{_num(v.min_cosine, '.4f'):>9}{_num(v.max_abs_dev, '.2g'):>9}  {v.status}"
