@@ -14,10 +14,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .engine import Backend, Executor, InferResult, LocalBackend
-from .engine._stats import bottleneck
+from .engine import Backend, Executor, InferResult, LocalBackend, bottleneck
 from .errors import ConfigError
-from .graph._plan import Plan
+from .plan import Plan
 
 __all__ = ["Pipeline"]
 

@@ -21,7 +21,7 @@ from .errors import DeadlineExceeded, InvalidInput, Overloaded, RequestError, Wo
 from .options import Breaker, FaultPolicy
 from .spec import Tensors
 
-__all__ = ["CircuitBreaker", "GuardedStage", "RetryBudget"]
+__all__ = ["CircuitBreaker", "GuardedStage", "RetryBudget", "retryable"]
 
 Clock = Callable[[], float]
 State = Literal["closed", "open", "half_open"]

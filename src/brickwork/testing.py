@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .bricks._base import BaseBrick, BrickSpec, import_object
+from .bricks import BaseBrick, BrickSpec, import_object
 from .errors import WorkerCrashed
 from .spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 

@@ -16,7 +16,8 @@ from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 
 log = logging.getLogger("brickwork.bricks")
 
-__all__ = ["BaseBrick", "Brick", "BrickSpec", "brick_from_spec", "register_kind", "sample_inputs"]
+__all__ = ["BaseBrick", "Brick", "BrickSpec", "brick_from_spec", "import_object", "kind_class", "kind_module",
+           "known_kinds", "register_kind", "sample_inputs"]
 
 
 @runtime_checkable
@@ -68,6 +69,11 @@ def register_kind(kind: str, target: str) -> None:
     """Make ``kind`` buildable from a spec/YAML; ``target`` is ``"module:Class"`` whose class
     has ``from_config(config, base_dir, name)``."""
     _KINDS[kind] = target
+
+
+def kind_module(kind: str) -> str | None:
+    """The ``"module:Class"`` registered for ``kind`` (a worker process re-registers it)."""
+    return _KINDS.get(kind)
 
 
 def known_kinds() -> frozenset[str]:

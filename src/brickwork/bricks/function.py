@@ -27,7 +27,7 @@ from ..errors import ConfigError, InvalidInput, ModelError, RequestError, SpecEr
 from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 from ._base import BaseBrick, BrickSpec, import_object
 
-__all__ = ["FunctionBrick", "Tensor"]
+__all__ = ["FunctionBrick", "Tensor", "infer_signature"]
 
 
 @dataclass(frozen=True, slots=True)

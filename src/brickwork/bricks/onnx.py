@@ -21,7 +21,7 @@ from ..errors import ConfigError, InvalidInput, ModelError, RequestError
 from ..spec import Signature, Tensors, TensorSpec, dtype_of
 from ._base import BaseBrick, BrickSpec, lazy_import
 
-__all__ = ["OPTIMIZATION_LEVELS", "OnnxBrick", "choose_providers"]
+__all__ = ["OPTIMIZATION_LEVELS", "OnnxBrick", "choose_providers", "config_options", "resolve_path"]
 
 log = logging.getLogger("brickwork.bricks.onnx")
 

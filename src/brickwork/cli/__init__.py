@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 from ..errors import BrickworkError
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
+# Every verb here must have its module: a missing one fails loudly at start (a test checks
+# each verb's parser), instead of the verb silently vanishing from the CLI.
 COMMANDS = ("validate", "run", "graph", "serve", "bench", "optimize", "export")
 
 
@@ -22,12 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}._{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}._{name}":
-                raise
-            continue
+        module = importlib.import_module(f"{__name__}._{name}")
         module.register(sub)
     return parser
 

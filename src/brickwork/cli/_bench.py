@@ -51,7 +51,7 @@ def _load(target: str, backend: str) -> tuple[Any, dict[str, Any] | None]:
         return parsed.compile(backend=backend), (dict(parsed.example) if parsed.example else None)
     if ":" not in target:
         raise ConfigError(f"{target!r} is neither a pipeline file nor 'module:attribute'")
-    from ..bricks._base import import_object
+    from ..bricks import import_object
     from ..pipeline import Pipeline
 
     obj = import_object(target)
@@ -76,7 +76,7 @@ def _request(args: argparse.Namespace, pipeline: Any, example: dict[str, Any] | 
         return data
     if example is not None:
         return example
-    from ..bricks._base import sample_inputs
+    from ..bricks import sample_inputs
 
     return dict(sample_inputs(pipeline.plan.signature, batch_size=1))
 

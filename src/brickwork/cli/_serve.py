@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..graph._yaml import load_pipeline
+    from ..graph import load_pipeline
     from ..server import ServerConfig, serve
 
     config = ServerConfig(

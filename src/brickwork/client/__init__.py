@@ -6,7 +6,7 @@
         out = c.infer("digits", {"pixels": x})      # binary tensors by default
         out["label"], out.rungs
 
-The wire codec in ``_wire`` is shared with the server, so both ends speak the same format.
+The wire codec is :mod:`brickwork.protocol`, shared with the server, so both ends speak the same format.
 Needs the ``server`` extra (httpx, orjson).
 """
 

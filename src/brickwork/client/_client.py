@@ -25,8 +25,8 @@ from ..errors import (
     Unauthorized,
     UpstreamError,
 )
+from ..protocol import HEADER_LENGTH, decode_tensor, dumps, encode_tensor, load_json
 from ..spec import to_numpy_dtype
-from ._wire import HEADER_LENGTH, decode_tensor, dumps, encode_tensor, load_json
 
 __all__ = ["AsyncClient", "Client", "InferResponse"]
 

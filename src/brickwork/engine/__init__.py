@@ -4,5 +4,7 @@ from ._backend import Backend, StageRunner
 from ._executor import Executor, InferResult
 from ._local import LocalBackend, ProcessBackend
 from ._stage import Stage
+from ._stats import bottleneck
 
-__all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Stage", "StageRunner"]
+__all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Stage", "StageRunner",
+           "bottleneck"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..graph._plan import Plan
+from ..plan import Plan
 from ..spec import Tensors
 
 __all__ = ["Backend", "StageRunner"]

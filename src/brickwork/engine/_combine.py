@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ModelError
-from ..graph._plan import Vote
+from ..plan import Vote
 from ..spec import Tensors
 
 __all__ = ["combine"]

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import plan as p
 from ..adapters import LOSSLESS_CASTS
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
-from ..graph import _plan as p
 from ..spec import Tensors, dtype_of, to_numpy_dtype
 from ._backend import StageRunner
 from ._combine import combine

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Mapping
 
 from ..errors import ConfigError
-from ..graph._plan import Plan, StagePlan
+from ..plan import Plan, StagePlan
 from ._process import DEFAULT_ARENA_BYTES, ProcessReplica
 from ._replicas import InlineReplica, Replica, ThreadReplica, call_brick
 from ._stage import Stage

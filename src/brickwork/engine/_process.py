@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from ..bricks._base import _KINDS
+from ..bricks import kind_module
 from ..errors import ConfigError, WorkerCrashed
-from ..graph._plan import StagePlan
+from ..plan import StagePlan
 from ..spec import Tensors
 from ._replicas import RunResult
 from ._shm import Arena, TensorRef, layout
@@ -165,7 +165,7 @@ class ProcessReplica:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         start = WorkerStart(self.stage.name, self.index, self.spec, self.stage.options.device,
-                            _KINDS.get(self.spec.kind))
+                            kind_module(self.spec.kind))
         proc = ctx.Process(target=worker_main, args=(start, child), daemon=True,
                            name=f"bw-{self.stage.name}-{self.index}")
         await loop.run_in_executor(None, proc.start)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import DeadlineExceeded, ModelError, RequestError
-from ..graph._plan import StagePlan
+from ..plan import StagePlan
 from ..spec import Tensors
 
 __all__ = ["InlineReplica", "Replica", "RunResult", "ThreadReplica", "call_brick", "merge", "split"]

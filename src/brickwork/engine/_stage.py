@@ -24,7 +24,7 @@ from typing import Any
 
 from ..batching import BatchQueue, LatencyProfile, Pending, batch_key, rows_of
 from ..errors import DeadlineExceeded, ModelError, RequestError, WorkerCrashed
-from ..graph._plan import StagePlan
+from ..plan import StagePlan
 from ..spec import Tensors
 from ._replicas import InlineReplica, Replica, RunResult, split
 from ._stats import StageStats

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bricks._base import BrickSpec, brick_from_spec, register_kind
+from ..bricks import BrickSpec, brick_from_spec, register_kind
 from ..errors import ModelError, RequestError
 from ..spec import Tensors
 from ._shm import ALIGN, TensorRef, WorkerArena

@@ -1,9 +1,9 @@
 """The user's picture of a pipeline and its compilation into a Plan."""
 
+from ..plan import Plan, StagePlan
 from ._compile import compile_plan
 from ._dump import dump_graph, render
 from ._nodes import brick, function, http, onnx, sklearn, torch, transformers
-from ._plan import Plan, StagePlan
 from ._steps import (
     Ensemble,
     Fallback,

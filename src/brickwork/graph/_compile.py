@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import plan as p
 from ..adapters import fit
 from ..errors import GraphError, InterfaceMismatch
 from ..options import Batching
 from ..spec import TensorSpec, to_numpy_dtype
-from . import _plan as p
-from ._steps import Ensemble, Fallback, Graph, Node, Parallel, Sequence_, Step, Switch
+
+if TYPE_CHECKING:  # the walk dispatches on the step's class name, so _steps (which calls
+    # compile_plan from Step.compile) is not imported at run time: no import cycle
+    from ._steps import Ensemble, Fallback, Graph, Node, Parallel, Sequence_, Step, Switch
 
 __all__ = ["compile_plan"]
 
@@ -280,10 +283,7 @@ class _Compiler:
 
 
 def _label(step: Step, index: int) -> str:
-    if isinstance(step, Node):
-        return step.name
-    if isinstance(step, Graph):
-        return step.name
+    """A rung's label: its node's, graph's or combinator's name, else its position."""
     return getattr(step, "name", None) or f"rung{index}"
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
+from .. import plan as p
 from ..errors import ConfigError
 from ..options import Batching, Breaker, FaultPolicy, StageOptions
-from . import _plan as p
 from ._steps import Ensemble, Fallback, Graph, Node, Parallel, Sequence_, Step, Switch
 
 __all__ = ["dump_graph", "render"]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..bricks._base import Brick
+from ..bricks import Brick
 from ..errors import ConfigError
 from ..options import StageOptions
 from ._steps import Node

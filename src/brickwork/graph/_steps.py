@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..bricks._base import Brick
+from ..bricks import Brick
 from ..errors import GraphError
 from ..options import StageOptions
 
 if TYPE_CHECKING:
-    from ._pipeline import Pipeline
+    from ..pipeline import Pipeline
 
 __all__ = [
     "Ensemble",

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ..bricks._base import kind_class, known_kinds
+from ..bricks import kind_class, known_kinds
 from ..errors import BrickworkError, ConfigError
 from ..options import StageOptions
 from ..spec import TensorSpec

@@ -28,11 +28,11 @@ import orjson
 from .. import __version__
 from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError, Unauthorized
 from ..pipeline import Pipeline
+from ..protocol import decode_request, encode_response
 from ..spec import TensorSpec
 from ._config import ServerConfig
 from ._errors import JSON, Reply, error_reply, plain_error
 from ._metrics import ModelMetrics, render
-from ._protocol import decode_request, encode_response
 
 __all__ = ["App"]
 

@@ -45,9 +45,9 @@ def _pipelines(items: Any) -> list[Pipeline]:
     out: list[Pipeline] = []
     for item in items:
         if isinstance(item, str | Path):
-            from ..graph import _yaml
+            from ..graph import load_pipeline
 
-            item = _yaml.load_pipeline(item)
+            item = load_pipeline(item)
         elif not isinstance(item, Pipeline) and hasattr(item, "compile"):
             item = item.compile()
         if not isinstance(item, Pipeline):

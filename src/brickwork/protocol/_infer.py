@@ -1,6 +1,6 @@
 """One v2 infer request in, one v2 infer response out — the body codec of the infer endpoint.
 
-The tensor-level codec (JSON/binary ⇄ numpy) is :mod:`brickwork.client._wire`, shared with the
+The tensor-level codec (JSON/binary ⇄ numpy) is :mod:`brickwork.protocol._tensors`, shared with the
 client; this module adds the request-level rules: which inputs and outputs a model has, the
 ``binary_data_output``/``binary_data`` choices, the request ``id`` and its timeout.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..client._wire import decode_tensor, dumps, encode_tensor, load_json
 from ..errors import InvalidInput
 from ..spec import TensorSpec
+from ._tensors import decode_tensor, dumps, encode_tensor, load_json
 
 __all__ = ["InferRequest", "decode_request", "encode_response"]
 

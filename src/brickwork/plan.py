@@ -1,4 +1,6 @@
-"""The compiled, validated, immutable form of a graph, and its renderings.
+"""The compiled, validated, immutable form of a graph: the contract between ``graph`` (which
+produces it in ``compile()``) and the engine and backends (which run it). Public and stable:
+a backend, a front or a tool reads a Plan without touching ``graph`` internals.
 
 A :class:`Plan` holds the stages (one per brick, with resolved options) and a tree of plan
 steps the executor interprets per request: ``Call`` a stage, run steps in ``Seq``/``Par``,
@@ -13,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters import Adapter
-from ..bricks._base import Brick
-from ..options import Batching, FaultPolicy, StageOptions
-from ..spec import Signature, TensorSpec
+from .adapters import Adapter
+from .bricks import Brick
+from .options import Batching, FaultPolicy, StageOptions
+from .spec import Signature, TensorSpec
 
 __all__ = ["Binding", "Call", "Ladder", "Par", "Plan", "PlanStep", "Route", "Scope", "Seq",
            "StagePlan", "Vote"]

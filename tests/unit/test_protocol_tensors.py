@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from brickwork.client._wire import decode_tensor, encode_tensor, pack_bytes, unpack_bytes
 from brickwork.errors import InvalidInput
+from brickwork.protocol import decode_tensor, encode_tensor, pack_bytes, unpack_bytes
 
 NUMERIC = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
            "FP16", "FP32", "FP64"]

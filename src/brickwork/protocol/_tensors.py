@@ -32,6 +32,7 @@ from ..spec import DTYPES, dtype_of
 __all__ = [
     "HEADER_LENGTH",
     "decode_tensor",
+    "dumps",
     "encode_tensor",
     "load_json",
     "pack_bytes",
