@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from brickwork.accel import OptimizeConfig, optimize
-from brickwork.accel._report import table
+from brickwork.accel import report_table as table
 from brickwork.errors import ConfigError
 from brickwork.graph import load_pipeline
 

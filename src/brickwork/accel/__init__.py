@@ -10,10 +10,11 @@ when used.
 from ._data import Dataset, load_dataset
 from ._host import Host, host
 from ._optimize import BrickReport, OptimizeConfig, VariantResult, optimize
+from ._report import report_chart, report_table
 from ._targets import TARGETS, export_brick
 from ._web import WebExport, export_web
 
 __all__ = [
     "TARGETS", "BrickReport", "Dataset", "Host", "OptimizeConfig", "VariantResult", "WebExport", "export_brick",
-    "export_web", "host", "load_dataset", "optimize",
+    "export_web", "host", "load_dataset", "optimize", "report_chart", "report_table",
 ]

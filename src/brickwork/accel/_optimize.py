@@ -289,7 +289,7 @@ def _choose(results: dict[str, VariantResult], cfg: OptimizeConfig) -> tuple[str
 
 def _write(report: BrickReport, pipeline: Path, exported: ExportResult, entry: Mapping[str, Any], write: bool,
            work: Path) -> BrickReport:
-    from ._report import chart
+    from ._report import report_chart
 
     written: dict[str, str] = {}
     stem = exported.path.with_suffix("")
@@ -319,7 +319,7 @@ def _write(report: BrickReport, pipeline: Path, exported: ExportResult, entry: M
     report = replace(report, written=written)
     json_path = stem.with_name(f"{stem.name}.optimize.json")
     png = stem.with_name(f"{stem.name}.optimize.png")
-    if chart(report, png):
+    if report_chart(report, png):
         written["chart"] = str(png)
     written["json"] = str(json_path)
     report = replace(report, written=written)

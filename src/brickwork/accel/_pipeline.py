@@ -35,7 +35,7 @@ def model_bricks(doc: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, Any]]
 
 def make_brick(kind: str, entry: Mapping[str, Any], base_dir: Path, name: str) -> Any:
     """The brick an entry describes, built as the pipeline file would build it."""
-    from ..bricks._base import kind_class
+    from ..bricks import kind_class
 
     config = {k: v for k, v in entry.items() if k not in ("rename", "fallback", "health_timeout_s")}
     return kind_class(kind).from_config(config, base_dir, name)

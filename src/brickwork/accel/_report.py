@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ._optimize import BrickReport
+if TYPE_CHECKING:  # _optimize imports this module (lazily) to draw its chart
+    from ._optimize import BrickReport
 
-__all__ = ["chart", "table"]
+__all__ = ["report_chart", "report_table"]
 
 
 def _num(value: float | None, fmt: str, unit: str = "") -> str:
     return "-" if value is None else format(value, fmt) + unit
 
 
-def table(report: BrickReport) -> str:
+def report_table(report: BrickReport) -> str:
+    """The report as a terminal table, one row per variant, then the choice and the files."""
     acc_head = "accuracy" if report.labels else "agree"
     lines = [f"brick {report.brick!r} ({report.kind}, {report.source})",
              f"  {report.host}; {report.eval_rows} eval rows{' with labels' if report.labels else ''}, "
@@ -40,7 +43,7 @@ def table(report: BrickReport) -> str:
     return "\n".join(lines)
 
 
-def chart(report: BrickReport, path: Path) -> bool:
+def report_chart(report: BrickReport, path: Path) -> bool:
     """Speedup over FP32 (x, by the report's clock) against accuracy or agreement (y), one point
     per measured variant; False when matplotlib is not installed."""
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bricks._base import sample_inputs
+from ..bricks import sample_inputs
 from ..errors import ConfigError
 from ._data import load_dataset
 from ._export import export_onnx

@@ -171,23 +171,20 @@ def export_web(model: str | Path, out: str | Path, *, name: str = "model",
                inputs: Mapping[str, Any] | None = None, cache: str | Path | None = None,
                write: bool = False) -> WebExport:
     """Write ``model`` (an ONNX file) and the page that runs it to ``out``; see the module doc."""
-    import onnxruntime as ort
-
-    from ..bricks.onnx import _port_spec
+    from ..bricks.onnx import OnnxBrick
 
     src = Path(model)
     directory = Path(out)
     if directory.exists() and any(directory.iterdir()) and not write:
         raise ConfigError(f"{str(directory)!r} exists and is not empty; pass --write (write=True) to replace "
                           "its files")
-    session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-    sig = {"name": name, "inputs": [], "outputs": []}
-    for kind, args in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
-        for arg in args:
-            spec = _port_spec(arg)
+    signature = OnnxBrick(src, name=name).signature
+    sig: dict[str, Any] = {"name": name, "inputs": [], "outputs": []}
+    for kind, specs in (("inputs", signature.inputs), ("outputs", signature.outputs)):
+        for spec in specs:
             if spec.dtype not in _ORT_TYPES:
                 raise ConfigError(f"{kind[:-1]} {spec.name!r} is {spec.dtype}, which onnxruntime-web cannot take")
-            sig[kind].append({"name": spec.name, "datatype": spec.dtype, "shape": list(spec.shape),  # type: ignore[attr-defined]
+            sig[kind].append({"name": spec.name, "datatype": spec.dtype, "shape": list(spec.shape),
                               "ort": _ORT_TYPES[spec.dtype]})
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "model.onnx"

@@ -32,8 +32,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..accel._targets import export_brick
-    from ..accel._web import WebExport
+    from ..accel import WebExport, export_brick
     from ._io import read_inputs
 
     inputs = None

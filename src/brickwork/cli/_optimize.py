@@ -61,8 +61,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..accel import OptimizeConfig, optimize
-    from ..accel._report import table
+    from ..accel import OptimizeConfig, optimize, report_table
 
     cfg = OptimizeConfig(budget=parse_budget(args.budget), min_cosine=args.min_cosine,
                          min_speedup=args.min_speedup, batch_size=args.batch_size, measure_s=args.measure_s,
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, variants=names)
     reports = optimize(args.file, data=args.data, brick=args.brick, eval_data=args.eval_data,
                        write=args.write, config=cfg)
-    print("\n\n".join(table(r) for r in reports))
+    print("\n\n".join(report_table(r) for r in reports))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps([r.to_dict() for r in reports], indent=2), encoding="utf-8")
     return 0
