@@ -125,7 +125,8 @@ def test_digits_cnn_gets_static_int8_and_the_choice_stays_within_budget_on_held_
     x_tr, x_te, _, y_te = load_split()
     (report,) = optimize(digits / "pipeline.yaml", brick="cnn", data={"input": x_tr[:256]},
                          eval_data={"input": x_te, "label": y_te},
-                         config=OptimizeConfig(variants=("ort-opt", "int8-dynamic", "int8-static", "fp16"), **FAST))
+                         config=OptimizeConfig(variants=("ort-opt", "int8-dynamic", "int8-static", "fp16", "cuda-fp32",
+                                                               "tensorrt-int8"), **FAST))
     fp32 = report.variant("fp32")
     assert report.labels and report.eval_rows == 540
     assert fp32.accuracy is not None and fp32.accuracy > 0.97  # NOTES.md: 0.9852
@@ -133,6 +134,9 @@ def test_digits_cnn_gets_static_int8_and_the_choice_stays_within_budget_on_held_
     assert fp32.size_bytes == (digits / ".models" / "cnn.onnx").stat().st_size
     assert report.variant("int8-dynamic").status == "skipped"
     assert "ConvInteger" in report.variant("int8-dynamic").reason
+    if "CUDAExecutionProvider" not in ort.get_available_providers():  # GPU variants say why, never emulate
+        gpu = [v for v in report.variants if v.name.startswith(("cuda", "tensorrt"))]
+        assert gpu and all(v.status == "skipped" and "onnxruntime-gpu" in v.reason for v in gpu)
     static = report.variant("int8-static")
     assert static.accuracy is not None and static.size_bytes is not None and static.size_bytes < fp32.size_bytes
     assert ("reduce_range=off" in static.notes) == ("vnni" in report.host)

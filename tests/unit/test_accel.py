@@ -136,3 +136,18 @@ def test_config_refuses_unknown_variants_and_bad_budgets():
         OptimizeConfig(variants=("int4",))
     with pytest.raises(ConfigError, match="budget"):
         OptimizeConfig(budget=5.0)
+
+
+def test_patch_gives_a_tensorrt_variant_its_providers(tmp_path: Path):
+    providers = [["TensorrtExecutionProvider", {"trt_fp16_enable": True}], "CUDAExecutionProvider",
+                 "CPUExecutionProvider"]
+    new = patch_text(PIPE, "enc", tmp_path / "models" / "enc.onnx", base_dir=tmp_path,
+                     options={"providers": providers})
+    entry = yaml.safe_load(new)["bricks"]["enc"]
+    assert entry == {"onnx": "models/enc.onnx", "providers": providers, "replicas": 2}
+    from brickwork.bricks.onnx import OnnxBrick
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "enc.onnx").write_bytes(b"")
+    brick = OnnxBrick.from_config(dict(entry), tmp_path, "enc")  # the entry is one OnnxBrick accepts
+    assert brick.spec().config["providers"] == providers

@@ -110,6 +110,7 @@ class BrickReport:
     why: str
     export: dict[str, Any] | None = None
     written: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # brick options the chosen variant needs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,7 +254,8 @@ def _run(name: str, kind: str, exported: ExportResult, original: Any, calib: Dat
         why=why, export=({"path": str(exported.path), "max_abs_diff": exported.max_abs_diff,
                           "mismatches": exported.mismatches, "rows": exported.rows}
                          if exported.exported else None),
-        written={"_built": str(built[chosen].path)} if chosen != "fp32" else {})
+        written={"_built": str(built[chosen].path)} if chosen != "fp32" else {},
+        options=dict(built[chosen].brick_options))
 
 
 def _choose(results: dict[str, VariantResult], cfg: OptimizeConfig) -> tuple[str, str]:
@@ -303,7 +305,7 @@ def _write(report: BrickReport, pipeline: Path, exported: ExportResult, entry: M
         else:
             model = exported.path
         written["model"] = str(model)
-        options = {"device": "cuda"} if report.chosen.startswith(("cuda", "tensorrt")) else None
+        options = report.options or None
         old = pipeline.read_text(encoding="utf-8")
         new = patch_text(old, report.brick, model, base_dir=pipeline.parent, options=options)
         out_yaml = pipeline if write else pipeline.with_name(f"{pipeline.stem}.optimized{pipeline.suffix}")

@@ -12,8 +12,9 @@
     int8-static    QDQ INT8 for conv models, ranges calibrated on --data; ``reduce_range``
                    (7-bit) where the CPU lacks VNNI, to avoid the 16-bit overflow of VPMADDUBSW
     fp16           FP16 weights and compute, FP32 inputs/outputs (``keep_io_types``)
-    cuda-fp32 / cuda-fp16 / tensorrt-fp16
+    cuda-fp32 / cuda-fp16 / tensorrt-fp16 / tensorrt-int8
                    the GPU execution providers, only where this onnxruntime build has them
+                   (tensorrt-int8: a QDQ model calibrated on --data, TensorRT builds INT8 kernels)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ._progress import Progress
 __all__ = ["CPU_VARIANTS", "GPU_VARIANTS", "Built", "Refuse", "Skip", "build_variant", "fp16_overflow", "model_facts"]
 
 CPU_VARIANTS = ("fp32", "ort-opt", "int8-dynamic", "int8-mixed", "int8-static", "fp16")
-GPU_VARIANTS = ("cuda-fp32", "cuda-fp16", "tensorrt-fp16")
+GPU_VARIANTS = ("cuda-fp32", "cuda-fp16", "tensorrt-fp16", "tensorrt-int8")
 _CALIB_BATCH = 16
 _CALIB_ROWS = 256
 _RANK_ROWS = 64  # the outlier ranking is stable well before this; more rows only cost time
@@ -242,24 +243,30 @@ class _Reader:
         return None
 
 
-def _int8_static(src: Path, work: Path, *, facts: ModelFacts, data: Dataset, host: Host,
-                 progress: bool, **_: Any) -> Built:
+def _qdq(src: Path, work: Path, name: str, *, data: Dataset, reduce_range: bool, progress: bool) -> Path:
+    """A QDQ INT8 model, activation ranges calibrated on ``data`` (with a progress bar)."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    if not facts.has_conv:
-        raise Skip("no Conv: int8-dynamic covers MatMul/Gemm models")
     pre = _preprocess(src, work)
     names = [a.name for a in ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"]).get_inputs()]
     reader = _Reader(data, names, progress)
     CalibrationDataReader.register(_Reader)
-    out = work / "int8-static.onnx"
-    reduce = not host.vnni
+    out = work / f"{name}.onnx"
     try:
         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=reduce, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     finally:
         reader.bar.close()
+    return out
+
+
+def _int8_static(src: Path, work: Path, *, facts: ModelFacts, data: Dataset, host: Host,
+                 progress: bool, **_: Any) -> Built:
+    if not facts.has_conv:
+        raise Skip("no Conv: int8-dynamic covers MatMul/Gemm models")
+    reduce = not host.vnni
+    out = _qdq(src, work, "int8-static", data=data, reduce_range=reduce, progress=progress)
     return Built(out, notes=f"QDQ, per channel, calibrated on {min(len(data), _CALIB_ROWS)} rows, "
                             f"reduce_range={'on (no VNNI)' if reduce else 'off (VNNI)'}")
 
@@ -287,24 +294,46 @@ def _fp16(src: Path, work: Path, *, data: Dataset, **_: Any) -> Built:
     return Built(_fp16_file(src, work, "fp16", data), notes="FP16 weights and compute, FP32 I/O")
 
 
-def _gpu(provider: str, fp16: bool) -> Callable[..., Built]:
+def _no_gpu(provider: str, host: Host) -> None:
+    if provider not in host.providers:
+        raise Skip(f"this onnxruntime has no {provider} (available {list(host.providers)}); "
+                   "install onnxruntime-gpu on a machine with an NVIDIA GPU")
+
+
+def _trt(options: dict[str, Any]) -> tuple[Any, ...]:
+    return (("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def _as_yaml(providers: tuple[Any, ...]) -> list[Any]:
+    return [p if isinstance(p, str) else [p[0], dict(p[1])] for p in providers]
+
+
+def _cuda(fp16: bool) -> Callable[..., Built]:
     def make(src: Path, work: Path, *, host: Host, data: Dataset, **_: Any) -> Built:
-        if provider not in host.providers:
-            raise Skip(f"this onnxruntime has no {provider} (available {list(host.providers)}); "
-                       "install onnxruntime-gpu on a machine with an NVIDIA GPU")
-        if provider == "TensorrtExecutionProvider":
-            why = fp16_overflow(src, data) if fp16 else None
-            if why is not None:
-                raise Refuse(f"fragile in FP16: {why}")
-            providers: tuple[Any, ...] = ((provider, {"trt_fp16_enable": fp16}), "CUDAExecutionProvider",
-                                          "CPUExecutionProvider")
-            return Built(src, providers, "TensorRT, FP16 kernels allowed" if fp16 else "TensorRT",
-                         {"device": "cuda"})
+        _no_gpu("CUDAExecutionProvider", host)
         path = _fp16_file(src, work, "cuda-fp16", data) if fp16 else src
-        return Built(path, (provider, "CPUExecutionProvider"), "CUDA" + (" FP16" if fp16 else ""),
+        return Built(path, ("CUDAExecutionProvider", "CPUExecutionProvider"), "CUDA" + (" FP16" if fp16 else ""),
                      {"device": "cuda"})
 
     return make
+
+
+def _tensorrt_fp16(src: Path, work: Path, *, host: Host, data: Dataset, **_: Any) -> Built:
+    _no_gpu("TensorrtExecutionProvider", host)
+    why = fp16_overflow(src, data)
+    if why is not None:
+        raise Refuse(f"fragile in FP16: {why}")
+    providers = _trt({"trt_fp16_enable": True})
+    return Built(src, providers, "TensorRT, FP16 kernels allowed", {"providers": _as_yaml(providers)})
+
+
+def _tensorrt_int8(src: Path, work: Path, *, host: Host, data: Dataset, progress: bool, **_: Any) -> Built:
+    """TensorRT reads a QDQ model's scales itself: calibrate here, let it build INT8 kernels."""
+    _no_gpu("TensorrtExecutionProvider", host)
+    out = _qdq(src, work, "tensorrt-int8", data=data, reduce_range=False, progress=progress)
+    providers = _trt({"trt_int8_enable": True, "trt_fp16_enable": True})
+    return Built(out, providers, f"TensorRT INT8 from QDQ calibrated on {min(len(data), _CALIB_ROWS)} rows",
+                 {"providers": _as_yaml(providers)})
 
 
 RECIPES: dict[str, Callable[..., Built]] = {
@@ -314,9 +343,10 @@ RECIPES: dict[str, Callable[..., Built]] = {
     "int8-mixed": _int8_mixed,
     "int8-static": _int8_static,
     "fp16": _fp16,
-    "cuda-fp32": _gpu("CUDAExecutionProvider", False),
-    "cuda-fp16": _gpu("CUDAExecutionProvider", True),
-    "tensorrt-fp16": _gpu("TensorrtExecutionProvider", True),
+    "cuda-fp32": _cuda(False),
+    "cuda-fp16": _cuda(True),
+    "tensorrt-fp16": _tensorrt_fp16,
+    "tensorrt-int8": _tensorrt_int8,
 }
 
 
