@@ -1,11 +1,11 @@
 # brickwork: two commands on a fresh clone.
 #   make demo   creates .venv, installs, runs the contracts pipeline on real OCR models
-#   make test   creates .venv, installs every extra the suite uses, runs the whole suite
+#   make test   creates .venv, installs every extra the suite uses (and Debian's chromium), runs the whole suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-EXTRAS := onnx,sklearn,torch,hf,server,grpc,examples,federated,dev
+EXTRAS := onnx,sklearn,torch,hf,server,grpc,examples,federated,accel,dev
 
 .PHONY: demo test lint bench bench-peers grpc-proto clean
 
@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(PY) -m examples.contracts.demo
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)  # for tests/e2e/test_export_web.py
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

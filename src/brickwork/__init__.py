@@ -6,6 +6,7 @@
     pipeline.infer({"text": ["hello"]})
 """
 
+from .accel import optimize
 from .bricks import BaseBrick, Brick, BrickSpec, Tensor
 from .engine import InferResult
 from .errors import (
@@ -68,5 +69,5 @@ __all__ = [
     "PayloadTooLarge", "Pipeline", "Plan", "RequestError", "Signature", "SpecError",
     "StageOptions", "Step", "Tensor", "TensorSpec", "Unauthorized", "UpstreamError",
     "WorkerCrashed", "__version__", "brick", "ensemble", "fallback", "function", "graph",
-    "group", "http", "onnx", "parallel", "sklearn", "switch", "torch", "transformers",
+    "group", "http", "onnx", "optimize", "parallel", "sklearn", "switch", "torch", "transformers",
 ]
