@@ -5,12 +5,13 @@ Durations are float seconds ending in ``_s``; sizes are counts; ``None`` means o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Batching", "Breaker", "FaultPolicy", "StageOptions", "WorkerKind"]
+__all__ = ["Batching", "Breaker", "FaultPolicy", "RayPlacement", "StageOptions", "WorkerKind"]
 
 WorkerKind = Literal["inline", "thread", "process", "ray"]
 WORKER_KINDS: tuple[str, ...] = ("inline", "thread", "process", "ray")
@@ -115,6 +116,40 @@ class FaultPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RayPlacement:
+    """Where the Ray backend places a stage's actors (one per replica), in Ray's own terms.
+
+    num_cpus: CPUs each actor reserves; 0 (the default) reserves none, so any node may host it.
+    num_gpus: GPUs each actor reserves (fractions share a GPU); default 0.
+    memory: bytes of memory each actor reserves; None = no reservation.
+    resources: custom resources each actor needs, e.g. ``{"node_b": 1}`` pins it to nodes that
+        were started with ``--resources='{"node_b": 1}'``.
+    Ignored by the local backends.
+    """
+
+    num_cpus: float = 0
+    num_gpus: float = 0
+    memory: int | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("num_cpus", "num_gpus"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"ray.{name} must be a number >= 0, got {value!r}")
+        if self.memory is not None and (not isinstance(self.memory, int) or self.memory <= 0):
+            raise ConfigError(f"ray.memory must be a positive number of bytes, got {self.memory!r}")
+        if not isinstance(self.resources, Mapping) or any(
+                not isinstance(k, str) or not isinstance(v, int | float) or v < 0
+                for k, v in self.resources.items()):
+            raise ConfigError(f"ray.resources must map resource names to amounts >= 0, got {self.resources!r}")
+        object.__setattr__(self, "resources", dict(self.resources))
+
+    def __hash__(self) -> int:
+        return hash((self.num_cpus, self.num_gpus, self.memory, tuple(sorted(self.resources.items()))))
+
+
+@dataclass(frozen=True, slots=True)
 class StageOptions:
     """How one node runs. ``batching``/``worker`` None = the pipeline's default / the brick's."""
 
@@ -123,6 +158,7 @@ class StageOptions:
     worker: WorkerKind | None = None
     device: str = "cpu"
     policy: FaultPolicy = field(default_factory=FaultPolicy)
+    ray: RayPlacement | None = None  # actor placement on the ray backend
 
     def __post_init__(self) -> None:
         if not isinstance(self.replicas, int) or self.replicas < 1:
@@ -144,6 +180,12 @@ class StageOptions:
             )
         if isinstance(changes.get("batching"), dict):
             changes["batching"] = Batching(**changes["batching"])
+        if isinstance(changes.get("ray"), dict):
+            known_ray = {f.name for f in fields(RayPlacement)}
+            bad_ray = sorted(set(changes["ray"]) - known_ray)
+            if bad_ray:
+                raise ConfigError(f"unknown ray field(s) {bad_ray}; ray fields are {sorted(known_ray)}")
+            changes["ray"] = RayPlacement(**changes["ray"])
         if isinstance(policy_changes.get("breaker"), dict):
             known = {f.name for f in fields(Breaker)}
             bad = sorted(set(policy_changes["breaker"]) - known)

@@ -3,8 +3,10 @@
 from ._backend import Backend, StageRunner
 from ._executor import Executor, InferResult
 from ._local import LocalBackend, ProcessBackend
+from ._replicas import Replica, RunResult
 from ._stage import Stage
 from ._stats import bottleneck
 
-__all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Stage", "StageRunner",
+__all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Replica", "RunResult", "Stage",
+           "StageRunner",
            "bottleneck"]

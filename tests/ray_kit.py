@@ -1,0 +1,28 @@
+"""One real Ray instance for the whole test session (``ray.init`` costs seconds here), every
+listener on 127.0.0.1, its session folder in a short private temp dir that is removed after."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """Start Ray in this process (the test driver); yields the cluster's address, which
+    subprocesses (``brickwork serve --backend ray --ray-address ...``) join."""
+    ray = pytest.importorskip("ray")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    temp = tempfile.mkdtemp(prefix="bwr-", dir="/tmp")  # Unix socket paths must stay < 108 bytes
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+             num_cpus=4, object_store_memory=512 << 20, _temp_dir=temp)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
