@@ -15,14 +15,22 @@ import pytest
 def ray_cluster() -> Iterator[str]:
     """Start Ray in this process (the test driver); yields the cluster's address, which
     subprocesses (``brickwork serve --backend ray --ray-address ...``) join."""
-    ray = pytest.importorskip("ray")
+    # before Ray is imported (it reads them at import): every listener and every advertised
+    # address on 127.0.0.1, never the machine's external address; no usage reporting
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray = pytest.importorskip("ray")
+    from ray._private import ray_constants
+
+    assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported before the loopback setting"
     temp = tempfile.mkdtemp(prefix="bwr-", dir="/tmp")  # Unix socket paths must stay < 108 bytes
     ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
-             num_cpus=4, object_store_memory=512 << 20, _temp_dir=temp)
+             num_cpus=4, object_store_memory=512 << 20, _temp_dir=temp, _node_ip_address="127.0.0.1")
     try:
-        yield ray.get_runtime_context().gcs_address
+        address = ray.get_runtime_context().gcs_address
+        assert address.startswith("127.0.0.1:"), address
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+        yield address
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Batching", "Breaker", "FaultPolicy", "RayPlacement", "StageOptions", "WorkerKind"]
+__all__ = ["Autoscale", "Batching", "Breaker", "FaultPolicy", "RayPlacement", "StageOptions", "WorkerKind"]
 
 WorkerKind = Literal["inline", "thread", "process", "ray"]
 WORKER_KINDS: tuple[str, ...] = ("inline", "thread", "process", "ray")
@@ -116,6 +116,38 @@ class FaultPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Autoscale:
+    """Replicas that follow the load (YAML ``replicas: {min: 1, max: 8}``).
+
+    Every ``interval_s`` the stage's load is sampled: batches waiting (queued items divided by
+    ``max_batch_size``) plus batches in flight on its replicas. The wanted count is
+    ``ceil(load / target_batches)``, clamped to [min, max]. It scales up once the wanted count
+    stayed above the current one for ``up_after_s``, and down, one replica at a time and only
+    an idle one, once it stayed below for ``down_after_s`` (the hysteresis: a short lull does
+    not undo a scale-up). Ray Serve's autoscaling is the model; its defaults are 30 s up and
+    600 s down, ours are shorter because a brickwork replica is one batch queue away.
+
+    min, max: the bounds (the stage starts with ``min``). target_batches: batches per replica
+        (waiting or running) that count as fully loaded; 2 = one computing, one ready.
+    up_after_s, down_after_s, interval_s: seconds, as above.
+    """
+
+    min: int = 1
+    max: int = 1
+    target_batches: float = 2.0
+    up_after_s: float = 1.0
+    down_after_s: float = 30.0
+    interval_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.min, int) or not isinstance(self.max, int) or not 1 <= self.min <= self.max:
+            raise ConfigError(f"replicas: {{min, max}} needs ints with 1 <= min <= max, got min={self.min!r} "
+                              f"max={self.max!r}")
+        for name in ("target_batches", "up_after_s", "down_after_s", "interval_s"):
+            _positive("replicas", name, getattr(self, name), allow_none=False)
+
+
+@dataclass(frozen=True, slots=True)
 class RayPlacement:
     """Where the Ray backend places a stage's actors (one per replica), in Ray's own terms.
 
@@ -159,6 +191,7 @@ class StageOptions:
     device: str = "cpu"
     policy: FaultPolicy = field(default_factory=FaultPolicy)
     ray: RayPlacement | None = None  # actor placement on the ray backend
+    autoscale: Autoscale | None = None  # replicas between min and max, following the load
 
     def __post_init__(self) -> None:
         if not isinstance(self.replicas, int) or self.replicas < 1:
@@ -180,6 +213,18 @@ class StageOptions:
             )
         if isinstance(changes.get("batching"), dict):
             changes["batching"] = Batching(**changes["batching"])
+        scaling = changes.get("replicas")
+        if isinstance(scaling, dict):
+            known_scale = {f.name for f in fields(Autoscale)}
+            bad_scale = sorted(set(scaling) - known_scale)
+            if bad_scale:
+                raise ConfigError(f"unknown replicas field(s) {bad_scale}; give an int, or {{min, max}} "
+                                  f"with optional {sorted(known_scale - {'min', 'max'})}")
+            scaling = Autoscale(**scaling)
+        if isinstance(scaling, Autoscale):
+            changes["replicas"], changes["autoscale"] = scaling.min, scaling
+        elif "replicas" in changes:  # a fixed count replaces a range set by defaults
+            changes.setdefault("autoscale", None)
         if isinstance(changes.get("ray"), dict):
             known_ray = {f.name for f in fields(RayPlacement)}
             bad_ray = sorted(set(changes["ray"]) - known_ray)

@@ -43,7 +43,7 @@ def connect(address: str | None = None, *, object_store_memory: int | None = Non
         return
     options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     if address is None:
-        options.update(address="local", include_dashboard=False)
+        options.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
         if object_store_memory is not None:
             options["object_store_memory"] = object_store_memory
         if temp_dir is not None:
@@ -127,8 +127,10 @@ class RayBackend(LocalBackend):
         self._namespace = self.namespace or namespace_of(plan)
         return await super().start(plan)
 
+    def _replica(self, stage: p.StagePlan, index: int) -> Any:
+        return RayReplica(stage, index, namespace=self._namespace,
+                          keep_remote=self._keep.get(stage.name, frozenset()),
+                          remote_min_bytes=self.remote_min_bytes)
+
     def _replicas(self, stage: p.StagePlan) -> list[Any]:
-        return [RayReplica(stage, i, namespace=self._namespace,
-                           keep_remote=self._keep.get(stage.name, frozenset()),
-                           remote_min_bytes=self.remote_min_bytes)
-                for i in range(stage.options.replicas)]
+        return [self._replica(stage, i) for i in range(stage.options.replicas)]
