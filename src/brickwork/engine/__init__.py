@@ -8,6 +8,5 @@ from ._replicas import Replica, RunResult
 from ._stage import Stage
 from ._stats import bottleneck
 
-__all__ = ["Autoscaler", "Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Replica", "RunResult", "ScaleDecision", "Stage",
-           "StageRunner",
-           "bottleneck"]
+__all__ = ["Autoscaler", "Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Replica",
+           "RunResult", "ScaleDecision", "Stage", "StageRunner", "bottleneck"]
