@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,4 +36,22 @@ def ray_cluster() -> Iterator[str]:
         yield address
     finally:
         ray.shutdown()
+        deadline = time.monotonic() + 15
+        while _processes_mentioning(temp) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _processes_mentioning(temp)
+        for pid in left:  # ray.shutdown() stops what it started; anything still there is a leak
+            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+        assert not left, f"Ray processes outlived ray.shutdown(): {left}"
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids

@@ -156,6 +156,9 @@ class RayPlacement:
     memory: bytes of memory each actor reserves; None = no reservation.
     resources: custom resources each actor needs, e.g. ``{"node_b": 1}`` pins it to nodes that
         were started with ``--resources='{"node_b": 1}'``.
+    spread: True = place the stage's actors on as many nodes as possible (Ray's SPREAD
+        strategy), so losing one node loses as few replicas as possible; default False (Ray's
+        default: pack, then spread).
     Ignored by the local backends.
     """
 
@@ -163,6 +166,7 @@ class RayPlacement:
     num_gpus: float = 0
     memory: int | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
+    spread: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_cpus", "num_gpus"):
@@ -175,10 +179,13 @@ class RayPlacement:
                 not isinstance(k, str) or not isinstance(v, int | float) or v < 0
                 for k, v in self.resources.items()):
             raise ConfigError(f"ray.resources must map resource names to amounts >= 0, got {self.resources!r}")
+        if not isinstance(self.spread, bool):
+            raise ConfigError(f"ray.spread must be true or false, got {self.spread!r}")
         object.__setattr__(self, "resources", dict(self.resources))
 
     def __hash__(self) -> int:
-        return hash((self.num_cpus, self.num_gpus, self.memory, tuple(sorted(self.resources.items()))))
+        return hash((self.num_cpus, self.num_gpus, self.memory, tuple(sorted(self.resources.items())),
+                     self.spread))
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,8 @@ def _ray_options(stage: StagePlan) -> dict[str, Any]:
         opts["memory"] = placement.memory
     if placement.resources:
         opts["resources"] = dict(placement.resources)
+    if placement.spread:
+        opts["scheduling_strategy"] = "SPREAD"
     return opts
 
 
@@ -153,10 +155,16 @@ class RayReplica:
         handle, created = await loop.run_in_executor(None, get_or_create)
         try:
             info = await asyncio.wait_for(_await(handle.ready.remote(), loop), self.start_timeout_s)
-        except ray.exceptions.RayActorError as exc:
-            cause = getattr(exc, "cause", None) or exc
-            raise ConfigError(f"stage {self.stage.name!r}: its actor could not start: {cause}") from None
-        except TimeoutError:
+        except (ray.exceptions.RayActorError, TimeoutError) as exc:
+            # a dead actor keeps its name until it is killed: free it for the next attempt (an
+            # actor scheduled onto a node that died before the cluster noticed ends up so)
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:
+                pass
+            if isinstance(exc, ray.exceptions.RayActorError):
+                cause = getattr(exc, "cause", None) or exc
+                raise ConfigError(f"stage {self.stage.name!r}: its actor could not start: {cause}") from None
             raise ConfigError(f"stage {self.stage.name!r}: its actor did not load within "
                               f"{self.start_timeout_s:g} s (does the cluster have the resources it asks "
                               f"for: {_ray_options(self.stage)}?)") from None
@@ -262,7 +270,7 @@ class RayReplica:
         policy = self.stage.options.policy
         self._died(self._handle, f"hung: its batch ran past {self.hang_after_s:g} s "
                    f"({'timeout_s' if policy.timeout_s else 'health_timeout_s'}), so it was killed "
-                   "and is being replaced", kill=True)
+                   "and is being replaced")
 
     async def _heartbeat(self) -> None:
         """Ping the actor while it holds no batch, so a dead or frozen idle actor (or a lost
@@ -283,8 +291,7 @@ class RayReplica:
                 if handle is self._handle and not self._pending:
                     self.hangs += 1
                     self._died(handle, f"stopped answering heartbeats for {self.health_timeout_s:g} s "
-                               "while idle (health_timeout_s), so it was killed and is being replaced",
-                               kill=True)
+                               "while idle (health_timeout_s), so it was killed and is being replaced")
             except ray.exceptions.RayActorError as exc:
                 if handle is self._handle:
                     self._died(handle, f"died ({type(exc).__name__})")
@@ -293,7 +300,7 @@ class RayReplica:
             except Exception:
                 log.exception("stage %r replica %d: heartbeat failed", self.stage.name, self.index)
 
-    def _died(self, handle: Any, what: str, *, kill: bool = False) -> None:
+    def _died(self, handle: Any, what: str) -> None:
         if handle is not self._handle:
             return
         import ray
@@ -301,11 +308,10 @@ class RayReplica:
         self._handle = None
         self._ready = False
         self.deaths += 1
-        if kill:
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception:
-                pass
+        try:  # hung: stop it; dead or unreachable (a lost node): the cluster forgets it now
+            ray.kill(handle, no_restart=True)  # instead of after its health checks, which
+        except Exception:  # frees its name for the replacement at once
+            pass
         err = WorkerCrashed(f"stage {self.stage.name!r} replica {self.index} (actor {self.actor_name} "
                             f"on node {str(self.node)[:12]}, pid {self.pid}) {what}")
         log.warning("%s", err)
