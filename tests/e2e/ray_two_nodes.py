@@ -59,7 +59,7 @@ try:
         time.sleep(1.0)
     ray.init(address=f"127.0.0.1:{port}", log_to_driver=False, configure_logging=False,
              _node_ip_address="127.0.0.1")
-    other = node("node_b", f"--address=127.0.0.1:{port}", '--resources={"node_b": 1}')
+    other = node("node_b", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}", '--resources={"node_b": 1}')
     while len([n for n in ray.nodes() if n["Alive"]]) < 2:
         assert time.monotonic() < deadline and other.poll() is None, \
             "node_b never joined: " + (work / "node_b.log").read_text()[-2000:]
