@@ -20,3 +20,5 @@ try:
     settings.load_profile("explore" if os.environ.get("HYPOTHESIS_EXPLORE") == "1" else "ci")
 except ImportError:  # hypothesis is in the dev extra; the suite's other tests run without it
     pass
+
+from tests.ray_kit import ray_cluster  # noqa: E402,F401  (the session's one Ray instance)

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ._backend import add_backend_args, backend_of
+
 __all__ = ["register"]
 
 
@@ -19,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000,
                    help="TCP port; 0 picks a free one and prints it (default: 8000)")
-    p.add_argument("--backend", default="local", choices=("local", "process", "ray"),
-                   help="where the bricks run: local (each stage's own worker kind) or process "
-                        "(every stage in worker processes); ray is not available yet (default: local)")
+    add_backend_args(p)
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the port, each with its own copy of every "
                         "pipeline (default: 1)")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         request_timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
         grpc_port=args.grpc_port,
     )
-    pipelines = [load_pipeline(f, backend=args.backend) for f in args.files]
+    pipelines = [load_pipeline(f, backend=backend_of(args)) for f in args.files]
     names = ", ".join(repr(p.name) for p in pipelines)
 
     def ready(host: str, port: int) -> None:
