@@ -9,8 +9,8 @@ import pytest
 
 import brickwork as bw
 from brickwork.errors import DeadlineExceeded, ModelError, Overloaded, WorkerCrashed
+from brickwork.faults import CircuitBreaker, GuardedStage, RetryBudget
 from brickwork.options import Breaker, FaultPolicy
-from brickwork.resilience import CircuitBreaker, GuardedStage, RetryBudget
 from brickwork.testing import FakeBrick
 
 
