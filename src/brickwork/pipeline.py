@@ -206,5 +206,19 @@ class Pipeline:
         return faults.unlive(self.plan, lambda name: getattr(getattr(ex.stages[name], "inner", ex.stages[name]),
                                                              "replicas", ()))
 
+    def release(self) -> None:
+        """Unload every brick this process loaded outside a start (``compile()`` loads some to
+        read their signatures: an ONNX Runtime session, say), so that no framework runtime
+        holds threads here. The server calls it before it forks its workers: a session
+        inherited through ``fork()`` deadlocks when the child closes it (its threads stayed in
+        the parent). Bricks load again in ``start()``. Refused once started."""
+        if self._executor is not None or self._starting is not None:
+            raise RuntimeError(f"pipeline {self.name!r} is running; release() is for before start()")
+        for stage in self.plan.stages.values():
+            stage.brick.close()
+        import gc
+
+        gc.collect()  # sessions are freed (and their threads joined) now, not at some later GC
+
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r} {self.plan.signature}>"

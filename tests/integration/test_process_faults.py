@@ -8,17 +8,24 @@ than the socket buffer; the engine took that for a dead worker and called the re
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import signal
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import uvloop
 from tests.integration import engine_bricks as eb
+from tests.integration import fault_bricks as fb
 
 import brickwork as bw
 from brickwork.graph import load_pipeline
 from brickwork.pipeline import Pipeline
+from brickwork.server import ServerThread
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -73,3 +80,77 @@ def test_fp32_tensors_of_megabytes_round_trip_on_every_backend(mib: int) -> None
         for y in uvloop.run(answer(backend)):
             np.testing.assert_array_equal(y, x * 2)
     assert not _shm_left()
+
+
+def _wait(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.05)
+
+
+def test_a_stage_whose_respawns_fail_keeps_being_respawned_and_fails_liveness(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Respawning fails many times in a row (past the three attempts that used to be all):
+    supervision keeps trying with backoff and logs every failure, requests get a fast 503
+    meanwhile, /v2/health/live fails once the stage has been down past max_down_s, and all of
+    it heals when the worker can load again."""
+    gate = tmp_path / "gate"
+    node = bw.brick(fb.GatedLoad(str(gate)), worker="process", max_down_s=0.5)
+    caplog.set_level(logging.WARNING, logger="brickwork.faults")
+    with ServerThread(node.compile(name="gated")) as server, httpx.Client(timeout=10.0) as http:
+        infer = server.url + "/v2/models/gated/infer"
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}]}
+        assert http.post(infer, json=body).json()["outputs"][0]["data"] == [2.0, 4.0]
+        assert http.get(server.url + "/v2/health/live").status_code == 200
+        pipeline = server.app.models["gated"].pipeline
+        (replica,) = pipeline._executor.stages["gated"].replicas
+        gate.touch()
+        os.kill(replica.pid, signal.SIGKILL)
+        _wait(lambda: replica.supervisor.spawn_failures >= 4, 60, "four failed respawns")
+        t0 = time.monotonic()
+        r = http.post(infer, json=body)
+        assert r.status_code == 503 and time.monotonic() - t0 < 5, r.text  # fast, not held
+        live = http.get(server.url + "/v2/health/live")
+        assert live.status_code == 503 and "max_down_s=0.5" in live.json()["error"], live.text
+        assert http.get(server.url + "/v2/health/ready").status_code == 503
+        gate.unlink()
+        _wait(lambda: replica.alive, 60, "the worker back once it can load")
+        assert http.get(server.url + "/v2/health/live").status_code == 200
+        assert http.post(infer, json=body).json()["outputs"][0]["data"] == [2.0, 4.0]
+        info = pipeline.stats()["stages"]["gated"]["replica_info"][0]
+        assert info["restarts"] == 1 and info["spawn_failures"] >= 4 and info["last_downtime_s"] > 0.5
+    failures = [r for r in caplog.records if "could not be respawned" in r.getMessage()]
+    assert len(failures) >= 4 and "cannot load while" in failures[0].getMessage()
+
+
+def test_reaping_a_dead_worker_never_blocks_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker stuck in the kernel cannot be reaped at once; the join must happen off the
+    loop. Process.join is made slow (3 s) for the test: the loop keeps answering meanwhile."""
+    import multiprocessing.process as mpp
+
+    real_join = mpp.BaseProcess.join
+
+    def slow_join(self, timeout=None):
+        time.sleep(3.0)
+        return real_join(self, timeout)
+
+    node = bw.function(eb.scale, name="scale", batch=True, inputs=[("x", "FP32", (-1, 4))],
+                       outputs=[("y", "FP32", (-1, 4))], worker="process")
+
+    async def main() -> float:
+        async with node.compile() as pipeline:
+            (replica,) = pipeline._executor.stages["scale"].replicas
+            monkeypatch.setattr(mpp.BaseProcess, "join", slow_join)
+            os.kill(replica.pid, signal.SIGKILL)
+            worst = 0.0
+            t = time.monotonic()
+            for _ in range(40):  # 2 s of 50 ms ticks: a blocked loop shows as one long tick
+                await asyncio.sleep(0.05)
+                now = time.monotonic()
+                worst, t = max(worst, now - t), now
+            monkeypatch.setattr(mpp.BaseProcess, "join", real_join)
+            return worst
+
+    assert uvloop.run(main()) < 1.5

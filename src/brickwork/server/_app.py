@@ -181,8 +181,9 @@ class App:
                 return plain_error(503, "draining" if self.draining else "starting")
             why = [w for m in self.models.values() for w in self._unready(m)]
             return _OK_EMPTY if not why else plain_error(503, "; ".join(why))
-        if path == "/v2/health/live":
-            return _OK_EMPTY
+        if path == "/v2/health/live":  # fails only when a stage stayed down past its max_down_s
+            dead = [w for m in self.models.values() for w in getattr(m.pipeline, "unlive", list)()]
+            return _OK_EMPTY if not dead else plain_error(503, "; ".join(dead))
         if self._key is not None and not self._authorised(headers):
             return error_reply(Unauthorized("missing or wrong API key: send "
                                             "'Authorization: Bearer <key>'"))[0]

@@ -110,6 +110,8 @@ def _run_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
                  on_ready: ReadyCallback | None) -> None:
     """Fork ``cfg.workers`` processes after the bind (nothing has started a thread or a loop
     yet); forward SIGINT/SIGTERM to them by PID and wait."""
+    for pipeline in items:  # no framework runtime may live across the fork
+        pipeline.release()
     pids: list[int] = []
     for i in range(cfg.workers):
         pid = os.fork()
