@@ -154,3 +154,31 @@ def test_reaping_a_dead_worker_never_blocks_the_event_loop(monkeypatch: pytest.M
             return worst
 
     assert uvloop.run(main()) < 1.5
+
+
+def test_idle_arenas_are_released_and_made_again_on_the_next_batch() -> None:
+    """A burst of large batches must not hold /dev/shm for good: arenas idle for arena_idle_s
+    are unlinked (the worker unmaps them too) and made again, at the default size, when needed."""
+    from brickwork.engine import ProcessBackend
+
+    node = bw.function(eb.scale, name="scale", batch=True, inputs=[("x", "FP32", (-1, 4))],
+                       outputs=[("y", "FP32", (-1, 4))])
+    big = np.random.default_rng(0).random((600_000, 4), dtype=np.float32)  # 9.6 MB
+
+    async def main() -> None:
+        async with Pipeline(node.compile().plan, backend=ProcessBackend(arena_idle_s=0.3)) as pipeline:
+            np.testing.assert_array_equal((await pipeline.ainfer({"x": big}))["y"], big * 2)
+            info = pipeline.stats()["stages"]["scale"]["replica_info"][0]
+            assert info["arena_bytes"]["in"] >= big.nbytes and _shm_left()
+            deadline = time.monotonic() + 20
+            while _shm_left() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert not _shm_left(), "idle arenas were not released"
+            info = pipeline.stats()["stages"]["scale"]["replica_info"][0]
+            assert info["arena_bytes"] == {"in": 0, "out": 0}
+            small = big[:10]
+            np.testing.assert_array_equal((await pipeline.ainfer({"x": small}))["y"], small * 2)
+            assert pipeline.stats()["stages"]["scale"]["replica_info"][0]["arena_bytes"]["in"] == 4 << 20
+
+    uvloop.run(main())
+    assert not _shm_left()

@@ -24,7 +24,9 @@ it drives.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,10 +40,11 @@ from ..plan import StagePlan
 from ..spec import Tensors
 from ._pipe import WorkerPipe
 from ._replicas import RunResult
-from ._shm import Arena, TensorRef, layout
+from ._shm import Arena, NoSharedMemory, TensorRef, layout
 from ._worker import (
     BatchDone,
     BatchFailed,
+    Forget,
     Ping,
     Pong,
     RunBatch,
@@ -55,30 +58,76 @@ from ._worker import (
 __all__ = ["ProcessReplica"]
 
 DEFAULT_ARENA_BYTES = 4 << 20
+ARENA_IDLE_S = 30.0  # an arena unused this long is released (made again on the next batch)
+
+log = logging.getLogger("brickwork.engine")
 
 
 class _Slot:
     """One batch's shared memory: the request arena the engine writes, the response arena the
-    worker writes."""
+    worker writes. Arenas are made on first use (a replica that never sees a batch maps
+    nothing), grown on demand, and released after ``arena_idle_s`` without a batch. When
+    /dev/shm has no room an arena stays missing and that batch's tensors travel through the
+    pipe instead."""
 
-    __slots__ = ("inp", "out")
+    __slots__ = ("inp", "out", "out_want", "used_at")
 
     def __init__(self, arena_bytes: int) -> None:
-        self.inp = Arena(arena_bytes, "in")
-        self.out = Arena(arena_bytes, "out")
+        self.inp: Arena | None = None
+        self.out: Arena | None = None
+        self.out_want = arena_bytes  # the response arena's size the last batch asked for
+        self.used_at = 0.0
 
-    def grow(self, which: str, need: int) -> None:
+    def ensure(self, which: str, need: int, floor: int) -> Arena | None:
+        """The ``which`` ("in"/"out") arena with at least ``need`` bytes, or None when shared
+        memory has no room for it (the batch then goes through the pipe)."""
         old = self.inp if which == "in" else self.out
-        new = Arena(max(need, 2 * old.size), which)
+        if old is not None and old.size >= need:
+            return old
+        size = max(need, floor, 2 * old.size if old is not None else 0)
+        try:
+            new = Arena(size, which)
+        except NoSharedMemory as first:
+            if size == need:
+                _no_room(first)
+                return None
+            try:
+                new = Arena(need, which)
+            except NoSharedMemory as exc:
+                _no_room(exc)
+                return None
         if which == "in":
             self.inp = new
         else:
             self.out = new
-        old.release()
+        if old is not None:
+            old.release()
+        return new
+
+    def sizes(self) -> tuple[int, int]:
+        return (self.inp.size if self.inp else 0, self.out.size if self.out else 0)
+
+    def names(self) -> list[str]:
+        return [a.name for a in (self.inp, self.out) if a is not None]
 
     def release(self) -> None:
-        self.inp.release()
-        self.out.release()
+        for arena in (self.inp, self.out):
+            if arena is not None:
+                arena.release()
+        self.inp = self.out = None
+
+
+_warned_at = -1e9
+
+
+def _no_room(exc: NoSharedMemory) -> None:
+    """Say that /dev/shm is full at most once a minute (not once per batch)."""
+    global _warned_at
+    now = time.monotonic()
+    if now - _warned_at >= 60.0:
+        _warned_at = now
+        log.warning("%s; batches go through the worker pipe instead until there is room "
+                    "(give the container a larger /dev/shm)", exc)
 
 
 def _release_slots(slots: list[_Slot]) -> None:
@@ -92,7 +141,7 @@ class ProcessReplica:
     capacity = 2  # one batch computing, one waiting in the worker's pipe
 
     def __init__(self, stage: StagePlan, index: int = 0, *, arena_bytes: int = DEFAULT_ARENA_BYTES,
-                 start_timeout_s: float = 120.0) -> None:
+                 arena_idle_s: float = ARENA_IDLE_S, start_timeout_s: float = 120.0) -> None:
         spec_of = getattr(stage.brick, "spec", None)
         if spec_of is None:
             raise ConfigError(f"brick {stage.name!r} has no spec(); it cannot run in a worker process. "
@@ -111,6 +160,9 @@ class ProcessReplica:
             hang_setting="timeout_s" if policy.timeout_s else "health_timeout_s",
             health_timeout_s=policy.health_timeout_s)
         self._hung: str | None = None  # why the current process is being killed
+        self.arena_bytes = arena_bytes
+        self.arena_idle_s = arena_idle_s
+        self._trim_timer: asyncio.TimerHandle | None = None
         self._slots = [_Slot(arena_bytes) for _ in range(self.capacity)]
         self._free = list(range(self.capacity))
         self._finalizer = weakref.finalize(self, _release_slots, self._slots)
@@ -157,8 +209,8 @@ class ProcessReplica:
     def info(self) -> dict[str, Any]:
         return {"index": self.index, "kind": "process", "pid": self.pid, "alive": self.alive,
                 **self.supervisor.info(), "batches": self.batches,
-                "arena_bytes": {"in": sum(s.inp.size for s in self._slots),
-                                "out": sum(s.out.size for s in self._slots)}}
+                "arena_bytes": {"in": sum(s.sizes()[0] for s in self._slots),
+                                "out": sum(s.sizes()[1] for s in self._slots)}}
 
     # -- lifecycle (Supervised) -----------------------------------------------------------
     async def start(self) -> None:
@@ -193,6 +245,8 @@ class ProcessReplica:
         self._stopping = True
         self._ready = False
         self.supervisor.stop()
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         proc, pipe = self._proc, self._pipe
         if proc is not None and pipe is not None:
             self._unwatch(proc)
@@ -241,6 +295,7 @@ class ProcessReplica:
             return fut
         index = self._free.pop()
         slot = self._slots[index]
+        slot.used_at = time.monotonic()
         self.batches += 1
         specs: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
         pickled: dict[str, np.ndarray] = {}
@@ -252,12 +307,15 @@ class ProcessReplica:
             else:
                 specs[name] = (value.dtype, (rows, *value.shape[1:]) if len(parts) > 1 else value.shape)
         offsets, need = layout(specs)
-        if need > slot.inp.size:
-            slot.grow("in", need)
+        inp = slot.ensure("in", need, self.arena_bytes) if need else None
+        out = slot.ensure("out", slot.out_want, self.arena_bytes)
         refs = []
         copied = 0
         for name, (dtype, shape) in specs.items():
-            dst = slot.inp.array(dtype, shape, offsets[name])
+            if inp is None:  # no room in /dev/shm: the tensor travels in the message
+                pickled[name] = first[name] if len(parts) == 1 else np.concatenate([p[name] for p in parts])
+                continue
+            dst = inp.array(dtype, shape, offsets[name])
             if len(parts) == 1:
                 np.copyto(dst, first[name], casting="no")
             else:  # the batch's concatenation is the one copy into shared memory
@@ -270,7 +328,8 @@ class ProcessReplica:
         self._pending[self._seq] = (fut, counts, index)
         if len(self._pending) == 1:
             self.supervisor.watch()
-        self._pipe.send(RunBatch(self._seq, slot.inp.name, slot.out.name, tuple(refs), pickled))
+        self._pipe.send(RunBatch(self._seq, inp.name if inp is not None else "",
+                                 out.name if out is not None else "", tuple(refs), pickled))
         return fut
 
     def _handle(self, msg: Any) -> None:
@@ -304,17 +363,39 @@ class ProcessReplica:
             copied_out = 0
             for ref in msg.outputs:
                 arena = slot.inp if ref.arena == "in" else slot.out
+                assert arena is not None  # the worker only refers to arenas it was given
                 out[ref.name] = arena.view(ref).copy()
                 copied_out += ref.nbytes
             out.update(msg.pickled)
             counts = {**counts, "shm_out": copied_out + msg.copied,
                       "pickled": counts["pickled"] + sum(int(v.nbytes) for v in msg.pickled.values())}
-            if msg.out_needed > slot.out.size:
-                slot.grow("out", msg.out_needed)
+            slot.out_want = max(self.arena_bytes, msg.out_needed)  # the next batch's response arena
         finally:
             self._free.append(index)
+            self._arm_trim()
         if not batch.done():
             batch.set_result(RunResult(out, msg.compute_s, {k: v for k, v in counts.items() if v}))
+
+    # -- idle arenas ------------------------------------------------------------------
+    def _arm_trim(self) -> None:
+        if self._trim_timer is None and self._loop is not None and not self._stopping:
+            self._trim_timer = self._loop.call_later(self.arena_idle_s, self._trim)
+
+    def _trim(self) -> None:
+        """Release the arenas of slots idle for ``arena_idle_s`` (the worker unmaps them too),
+        so a burst of large batches does not hold /dev/shm for good."""
+        self._trim_timer = None
+        now = time.monotonic()
+        names: list[str] = []
+        for i, slot in enumerate(self._slots):
+            if i in self._free and now - slot.used_at >= self.arena_idle_s and slot.names():
+                names += slot.names()
+                slot.release()
+                slot.out_want = self.arena_bytes
+        if names and self._pipe is not None:
+            self._pipe.send(Forget(tuple(names)))
+        if any(s.names() for s in self._slots):
+            self._arm_trim()
 
     def _fail_pending(self, exc: WorkerCrashed) -> None:
         """Fail every batch the worker held: the one it was computing with ``exc``; those
