@@ -70,12 +70,13 @@ class _Slot:
     /dev/shm has no room an arena stays missing and that batch's tensors travel through the
     pipe instead."""
 
-    __slots__ = ("inp", "out", "out_want", "used_at")
+    __slots__ = ("inp", "out", "out_want", "retired", "used_at")
 
     def __init__(self, arena_bytes: int) -> None:
         self.inp: Arena | None = None
         self.out: Arena | None = None
         self.out_want = arena_bytes  # the response arena's size the last batch asked for
+        self.retired: list[str] = []  # replaced arenas the worker may still map
         self.used_at = 0.0
 
     def ensure(self, which: str, need: int, floor: int) -> Arena | None:
@@ -101,6 +102,7 @@ class _Slot:
         else:
             self.out = new
         if old is not None:
+            self.retired.append(old.name)
             old.release()
         return new
 
@@ -227,6 +229,9 @@ class ProcessReplica:
                            name=f"bw-{self.stage.name}-{self.index}")
         try:
             await loop.run_in_executor(None, proc.start)
+        except BaseException:
+            parent.close()  # under fd or memory pressure: leak nothing, supervision retries
+            raise
         finally:
             child.close()
         self._proc = proc
@@ -328,6 +333,9 @@ class ProcessReplica:
         self._pending[self._seq] = (fut, counts, index)
         if len(self._pending) == 1:
             self.supervisor.watch()
+        if slot.retired:  # the worker unmaps what it held of the arenas just replaced
+            self._pipe.send(Forget(tuple(slot.retired)))
+            slot.retired.clear()
         self._pipe.send(RunBatch(self._seq, inp.name if inp is not None else "",
                                  out.name if out is not None else "", tuple(refs), pickled))
         return fut
