@@ -182,3 +182,57 @@ def test_idle_arenas_are_released_and_made_again_on_the_next_batch() -> None:
 
     uvloop.run(main())
     assert not _shm_left()
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
+def test_worker_pipe_carries_messages_of_any_size_in_order(loop_factory) -> None:
+    """The engine's end of the pipe against a plain blocking Connection (the worker's end):
+    small and 24 MB messages interleaved, both ways, whole and in order, the loop never blocked."""
+    import multiprocessing as mp
+    import threading
+
+    from brickwork.engine._pipe import WorkerPipe
+
+    parent, child = mp.Pipe(duplex=True)
+    sizes = [10, 24 << 20, 3, 1 << 20, 7, 24 << 20, 1]
+    echoed: list[int] = []
+
+    def worker() -> None:  # echoes every message back, blocking, like worker_main
+        for _ in sizes:
+            child.send(child.recv())
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def on_message(msg: bytes) -> None:
+            echoed.append(len(msg))
+            assert msg[:1] == b"x" and msg[-1:] == b"x"
+            if len(echoed) == len(sizes) and not done.done():
+                done.set_result(None)
+
+        pipe = WorkerPipe(parent, loop, on_message, lambda: done.set_exception(AssertionError("broke")))
+        for n in sizes:
+            assert pipe.send(b"x" * n)  # returns at once, whatever the size
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.done():
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        await asyncio.gather(asyncio.wait_for(done, 60), ticker())
+        pipe.close()
+        assert ticks > 0
+
+    loop = loop_factory()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    thread.join(10)
+    assert echoed == sizes
