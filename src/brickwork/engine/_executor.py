@@ -14,7 +14,8 @@ import numpy as np
 from .. import plan as p
 from ..adapters import LOSSLESS_CASTS
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
-from ..faults import DEFAULT_RUNG, moves_down, primaries, unready
+from ..faults import DEFAULT_RUNG, moves_down, unready
+from ..faults import ladders as _ladders
 from ..spec import Tensors, TensorSpec, dtype_of, to_numpy_dtype
 from ._backend import StageRunner
 from ._combine import combine
@@ -51,7 +52,7 @@ class Executor:
     def __init__(self, plan: p.Plan, stages: Mapping[str, StageRunner]) -> None:
         self.plan = plan
         self.stages = stages
-        self._primary = primaries(plan.root)
+        self._primary = {lad.name: lad.rungs[0][0] for lad in _ladders(plan.root)}
         # per ladder, how often each rung answered (the primary's label included)
         self.rung_counts: dict[str, dict[str, int]] = {name: {} for name in self._primary}
         # zero items is a valid batch: a row-wise stage answers it with empty outputs of its
@@ -144,10 +145,10 @@ class Executor:
     def _compile_call(self, call: p.Call) -> Callable[[Tensors, _Request], Awaitable[None]]:
         submit = self.stages[call.stage].submit
         stage = call.stage
+        empty = self._empty[stage]  # the answer to zero items, or None: call the brick anyway
         plain = tuple((b.port, b.source) for b in call.bindings if not b.adapters)
         adapted = tuple((b.port, b.source, b.adapters) for b in call.bindings if b.adapters)
         publish = call.publish
-        empty = self._empty[stage]
 
         async def run_call(env: Tensors, req: _Request) -> None:
             deadline = req.deadline
