@@ -96,6 +96,9 @@ def serve(pipelines: Any, *, host: str = "127.0.0.1", port: int = 8000,
     :class:`ServerConfig` fields. ``on_ready(host, port)`` is called once the server answers."""
     cfg = config or ServerConfig(host=host, port=port, **options)
     items = _pipelines(pipelines)
+    if cfg.workers > 1:  # no framework runtime may live across the fork (see Pipeline.release)
+        for pipeline in items:
+            pipeline.release()
     sock = bind(cfg.host, cfg.port, cfg.backlog)
     try:
         if cfg.workers == 1:
@@ -110,8 +113,6 @@ def _run_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
                  on_ready: ReadyCallback | None) -> None:
     """Fork ``cfg.workers`` processes after the bind (nothing has started a thread or a loop
     yet); forward SIGINT/SIGTERM to them by PID and wait."""
-    for pipeline in items:  # no framework runtime may live across the fork
-        pipeline.release()
     pids: list[int] = []
     for i in range(cfg.workers):
         pid = os.fork()
