@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-EXTRAS := onnx,sklearn,torch,hf,server,examples,dev
+EXTRAS := onnx,sklearn,torch,hf,server,grpc,examples,dev
 
-.PHONY: demo test lint bench bench-peers clean
+.PHONY: demo test lint bench bench-peers grpc-proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(PYTHON) bench/peers/run.py --servers raw,fastapi,litserve,rayserve,pytriton,brickwork \
 		--model matmul,onnx,pipeline --requests 3000 --warmup 200 --concurrency 32
+
+# after an edit of src/brickwork/protocol/grpc_service.proto (needs grpcio-tools, in dev)
+grpc-proto: $(STAMP)
+	$(PY) tools/gen_grpc_descriptor.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -25,8 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the port, each with its own copy of every "
                         "pipeline (default: 1)")
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="also serve the v2 gRPC service (inference.GRPCInferenceService, as "
+                        "tritonclient[grpc] calls it) on this port; 0 picks a free one "
+                        "(default: no gRPC; needs the grpc extra)")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
-                   help="largest request body accepted, else 413 (default: 64 MiB)")
+                   help="largest request body (and gRPC message) accepted, else 413 / "
+                        "RESOURCE_EXHAUSTED (default: 64 MiB)")
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' (default: $BRICKWORK_API_KEY, else open)")
     p.add_argument("--timeout-s", type=float, default=None,
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, workers=args.workers, max_body_bytes=args.max_body_bytes,
         api_key=args.api_key or os.environ.get("BRICKWORK_API_KEY") or None,
         request_timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
+        grpc_port=args.grpc_port,
     )
     pipelines = [load_pipeline(f, backend=args.backend) for f in args.files]
     names = ", ".join(repr(p.name) for p in pipelines)
@@ -52,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"brickwork: serving {names} on http://{shown}:{port}", flush=True)
 
-    serve(pipelines, config=config, on_ready=ready)
+    def grpc_ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"brickwork: gRPC on {shown}:{port}", flush=True)
+
+    serve(pipelines, config=config, on_ready=ready, on_grpc_ready=grpc_ready)
     print("brickwork: stopped", file=sys.stderr, flush=True)
     return 0
