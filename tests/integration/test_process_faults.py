@@ -99,11 +99,23 @@ def test_a_stage_whose_respawns_fail_keeps_being_respawned_and_fails_liveness(
     gate = tmp_path / "gate"
     node = bw.brick(fb.GatedLoad(str(gate)), worker="process", max_down_s=0.5)
     caplog.set_level(logging.WARNING, logger="brickwork.faults")
-    with ServerThread(node.compile(name="gated")) as server, httpx.Client(timeout=10.0) as http:
+    try:
+        import tritonclient.grpc as grpcclient
+
+        import brickwork.server._grpc  # noqa: F401 - the gRPC front is installed
+        options = {"grpc_port": 0}
+    except ImportError:
+        grpcclient, options = None, {}
+
+    def grpc_live(server: ServerThread) -> bool | None:
+        return None if grpcclient is None else grpcclient.InferenceServerClient(server.grpc_url).is_server_live()
+
+    with ServerThread(node.compile(name="gated"), **options) as server, httpx.Client(timeout=10.0) as http:
         infer = server.url + "/v2/models/gated/infer"
         body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}]}
         assert http.post(infer, json=body).json()["outputs"][0]["data"] == [2.0, 4.0]
         assert http.get(server.url + "/v2/health/live").status_code == 200
+        assert grpc_live(server) in (True, None)
         pipeline = server.app.models["gated"].pipeline
         (replica,) = pipeline._executor.stages["gated"].replicas
         gate.touch()
@@ -114,10 +126,12 @@ def test_a_stage_whose_respawns_fail_keeps_being_respawned_and_fails_liveness(
         assert r.status_code == 503 and time.monotonic() - t0 < 5, r.text  # fast, not held
         live = http.get(server.url + "/v2/health/live")
         assert live.status_code == 503 and "max_down_s=0.5" in live.json()["error"], live.text
+        assert grpc_live(server) in (False, None)  # gRPC's ServerLive says the same
         assert http.get(server.url + "/v2/health/ready").status_code == 503
         gate.unlink()
         _wait(lambda: replica.alive, 60, "the worker back once it can load")
         assert http.get(server.url + "/v2/health/live").status_code == 200
+        assert grpc_live(server) in (True, None)
         assert http.post(infer, json=body).json()["outputs"][0]["data"] == [2.0, 4.0]
         info = pipeline.stats()["stages"]["gated"]["replica_info"][0]
         assert info["restarts"] == 1 and info["spawn_failures"] >= 4 and info["last_downtime_s"] > 0.5
