@@ -185,7 +185,8 @@ class App:
             why = [w for m in self.models.values() for w in self._unready(m)]
             return _OK_EMPTY if not why else plain_error(503, "; ".join(why))
         if path == "/v2/health/live":
-            return _OK_EMPTY
+            dead = self.unlive()
+            return _OK_EMPTY if not dead else plain_error(503, "; ".join(dead))
         if self._key is not None and not self._authorised(headers):
             return error_reply(Unauthorized("missing or wrong API key: send "
                                             "'Authorization: Bearer <key>'"))[0]
@@ -200,6 +201,11 @@ class App:
                 {"name": n, "version": "1", "state": "READY" if m.ready else "UNAVAILABLE"}
                 for n, m in self.models.items()])
         return plain_error(404, f"no endpoint {method} {path}; see /v2 and /v2/models/{{name}}")
+
+    def unlive(self) -> list[str]:
+        """Why this server process should be restarted (empty: live): a stage down past its
+        policy's max_down_s. The HTTP and gRPC liveness probes both answer from it."""
+        return [w for m in self.models.values() for w in getattr(m.pipeline, "unlive", list)()]
 
     def _unready(self, model: Model) -> list[str]:
         """Why ``model`` cannot answer now (empty: ready): starting, draining, or the engine's
