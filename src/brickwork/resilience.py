@@ -11,6 +11,7 @@ does not make a healthy model look sick.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -23,6 +24,8 @@ from .spec import Tensors
 
 __all__ = ["CircuitBreaker", "GuardedStage", "RetryBudget", "retryable"]
 
+log = logging.getLogger("brickwork.engine")
+
 Clock = Callable[[], float]
 State = Literal["closed", "open", "half_open"]
 
@@ -32,8 +35,9 @@ class CircuitBreaker:
     calls ≥ ``failure_ratio``) → open → (after ``reset_after_s``) → half-open, letting
     ``half_open_probes`` calls through → closed when they all succeed, open again on a failure."""
 
-    def __init__(self, config: Breaker, *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, config: Breaker, *, clock: Clock = time.monotonic, name: str = "?") -> None:
         self.config = config
+        self.name = name
         self.clock = clock
         self.state: State = "closed"
         self.opened_at = 0.0
@@ -49,6 +53,7 @@ class CircuitBreaker:
             if self.clock() - self.opened_at < self.config.reset_after_s:
                 return False
             self.state, self.probes_out, self.probes_ok = "half_open", 0, 0
+            log.info("circuit breaker of stage %r: open -> half_open (probing)", self.name)
         if self.state == "half_open":
             if self.probes_out >= self.config.half_open_probes:
                 return False
@@ -68,6 +73,7 @@ class CircuitBreaker:
             self.probes_ok += 1
             if self.probes_ok >= self.config.half_open_probes:
                 self.state = "closed"
+                log.info("circuit breaker of stage %r: half_open -> closed", self.name)
                 self.consecutive = 0
                 self.window.clear()
             return
@@ -83,6 +89,8 @@ class CircuitBreaker:
         return self.window.count(False) / len(self.window) >= ratio
 
     def _open(self) -> None:
+        log.warning("circuit breaker of stage %r: %s -> open for %g s", self.name, self.state,
+                    self.config.reset_after_s)
         self.state = "open"
         self.opened_at = self.clock()
         self.opened_count += 1
@@ -123,7 +131,7 @@ class GuardedStage:
         self.name = inner.name
         self.policy = policy
         self.clock = clock
-        self.breaker = CircuitBreaker(policy.breaker, clock=clock) if policy.breaker else None
+        self.breaker = CircuitBreaker(policy.breaker, clock=clock, name=self.name) if policy.breaker else None
         self.budget = RetryBudget(policy.retry_budget)
         self.retries = 0
         self.retries_denied = 0

@@ -31,6 +31,7 @@ are counted per replica.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
 import time
 import weakref
@@ -62,6 +63,8 @@ __all__ = ["ProcessReplica"]
 
 DEFAULT_ARENA_BYTES = 4 << 20
 _RESTART_BACKOFF_S = (0.05, 0.5, 2.0)
+
+log = logging.getLogger("brickwork.engine")
 
 
 class _Slot:
@@ -399,6 +402,8 @@ class ProcessReplica:
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         what = hung if hung is not None else f"died ({how})"
         err = WorkerCrashed(f"stage {self.stage.name!r} worker {self.index} (pid {proc.pid}) {what}")
+        if not self._stopping:
+            log.warning("%s; replacing it", err.message)
         fut = self._ready_fut
         if fut is not None and not fut.done():
             fut.set_exception(err)
@@ -416,9 +421,12 @@ class ProcessReplica:
                     return
                 try:
                     await self._spawn()
-                except Exception:
+                except Exception as exc:
+                    log.error("stage %r worker %d: its replacement failed to start: %r",
+                              self.stage.name, self.index, exc)
                     continue
                 self.restarts += 1
+                log.info("stage %r worker %d replaced (restart %d)", self.stage.name, self.index, self.restarts)
                 return
         finally:
             self.restarting = False

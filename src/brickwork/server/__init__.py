@@ -10,7 +10,8 @@ Importing this package is cheap (httptools, orjson); no web framework is involve
 
 from ._app import App
 from ._config import ServerConfig
+from ._log import configure as configure_logging
 from ._run import serve
 from ._testing import ServerThread, serve_in_thread
 
-__all__ = ["App", "ServerConfig", "ServerThread", "serve", "serve_in_thread"]
+__all__ = ["App", "ServerConfig", "ServerThread", "configure_logging", "serve", "serve_in_thread"]

@@ -25,6 +25,9 @@ class ServerConfig:
         server stops anyway. Default 30 s.
     workers: server processes sharing the port (each loads every pipeline). Default 1.
     backlog: the listening socket's accept queue. Default 2048.
+    access_log: one log line per infer request on the ``brickwork.access`` logger (method,
+        path, model, status, latency, request id, rungs). Default False (5xx answers, worker
+        deaths and breaker transitions are logged either way); see docs/serving.md#logs.
     """
 
     host: str = "127.0.0.1"
@@ -35,6 +38,7 @@ class ServerConfig:
     drain_timeout_s: float = 30.0
     workers: int = 1
     backlog: int = 2048
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
