@@ -20,6 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = shutil.which("podman") or shutil.which("docker")
 BASE = os.environ.get("BRICKWORK_IMAGE_BASE")
+# more `build` flags, e.g. "--isolation chroot -v /etc/ssl/certs/ca-certificates.crt:/ca.crt:ro
+# --build-arg PIP_CERT=/ca.crt" behind a TLS-intercepting proxy
+BUILD_FLAGS = os.environ.get("BRICKWORK_IMAGE_BUILD_FLAGS", "").split()
 
 pytestmark = pytest.mark.skipif(RUNTIME is None or not BASE,
                                 reason="needs podman/docker and BRICKWORK_IMAGE_BASE (a local Python 3.11 image)")
@@ -37,7 +40,7 @@ def free_port() -> int:
 
 def test_image_builds_and_serves_the_quickstart(tmp_path):
     tag = f"localhost/brickwork-test:{uuid.uuid4().hex[:8]}"
-    build = sh("build", "--network", "host", "-f", str(ROOT / "deploy" / "Dockerfile"),
+    build = sh("build", "--network", "host", *BUILD_FLAGS, "-f", str(ROOT / "deploy" / "Dockerfile"),
                "--build-arg", f"PYTHON_IMAGE={BASE}", "--build-arg", "EXTRAS=server,onnx", "-t", tag, str(ROOT))
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     name = f"bw-{uuid.uuid4().hex[:8]}"
