@@ -429,6 +429,8 @@ class ProcessReplica:
         how = ("died" if code is None else
                f"died (signal {-code})" if code < 0 else f"died (exit code {code})")
         err = WorkerCrashed(f"{self.label} (pid {proc.pid}) {hung if hung is not None else how}")
+        if not self._stopping:
+            log.warning("%s; replacing it", err.message)
         fut = self._ready_fut
         if fut is not None and not fut.done():
             fut.set_exception(err)

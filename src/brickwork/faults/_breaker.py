@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from typing import Literal
 from ..options import Breaker
 
 __all__ = ["CircuitBreaker", "Clock", "RetryBudget"]
+
+log = logging.getLogger("brickwork.faults")
 
 Clock = Callable[[], float]
 State = Literal["closed", "open", "half_open"]
@@ -20,8 +23,9 @@ class CircuitBreaker:
     calls ≥ ``failure_ratio``) → open → (after ``reset_after_s``) → half-open, letting
     ``half_open_probes`` calls through → closed when they all succeed, open again on a failure."""
 
-    def __init__(self, config: Breaker, *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, config: Breaker, *, clock: Clock = time.monotonic, name: str = "?") -> None:
         self.config = config
+        self.name = name  # the stage's, for the transition log lines
         self.clock = clock
         self.state: State = "closed"
         self.opened_at = 0.0
@@ -37,6 +41,7 @@ class CircuitBreaker:
             if self.clock() - self.opened_at < self.config.reset_after_s:
                 return False
             self.state, self.probes_out, self.probes_ok = "half_open", 0, 0
+            log.info("circuit breaker of stage %r: open -> half_open (probing)", self.name)
         if self.state == "half_open":
             if self.probes_out >= self.config.half_open_probes:
                 return False
@@ -56,6 +61,7 @@ class CircuitBreaker:
             self.probes_ok += 1
             if self.probes_ok >= self.config.half_open_probes:
                 self.state = "closed"
+                log.info("circuit breaker of stage %r: half_open -> closed", self.name)
                 self.consecutive = 0
                 self.window.clear()
             return
@@ -71,6 +77,8 @@ class CircuitBreaker:
         return self.window.count(False) / len(self.window) >= ratio
 
     def _open(self) -> None:
+        log.warning("circuit breaker of stage %r: %s -> open for %g s", self.name, self.state,
+                    self.config.reset_after_s)
         self.state = "open"
         self.opened_at = self.clock()
         self.opened_count += 1

@@ -61,7 +61,7 @@ class GuardedStage:
         self.clock = clock
         self.sleep = sleep
         self.rand = rand
-        self.breaker = CircuitBreaker(policy.breaker, clock=clock) if policy.breaker else None
+        self.breaker = CircuitBreaker(policy.breaker, clock=clock, name=self.name) if policy.breaker else None
         self.budget = RetryBudget(policy.retry_budget)
         self.backoff = (Backoff(policy.retry_backoff_s, policy.retry_backoff_max_s)
                         if policy.retry_backoff_s is not None else None)

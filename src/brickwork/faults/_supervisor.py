@@ -172,6 +172,8 @@ class Supervisor:
                 self.restarts += 1
                 if attempt:
                     log.warning("%s respawned after %d failed attempt(s)", self.target.label, attempt)
+                else:
+                    log.info("%s replaced (restart %d)", self.target.label, self.restarts)
                 self.up()
                 return
         finally:
