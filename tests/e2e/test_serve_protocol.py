@@ -298,8 +298,3 @@ def test_backend_flag_picks_where_the_bricks_run(tmp_path, backend):
             parent = open(f"/proc/{ran_in}/stat").read().rsplit(")", 1)[1].split()[1]
             assert ran_in != s.proc.pid and int(parent) == s.proc.pid
 
-
-def test_the_ray_backend_is_refused_with_a_message(tmp_path):
-    files = write_models(tmp_path)
-    with pytest.raises(RuntimeError, match="ray backend is not available"):
-        served(files[:1], "--backend", "ray", cwd=tmp_path).__enter__()
