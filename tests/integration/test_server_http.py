@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 
 import orjson
 import pytest
@@ -172,6 +173,8 @@ def test_requests_still_running_when_the_drain_times_out_are_cancelled_not_left_
             assert time.monotonic() < deadline, "the requests never reached the server"
             time.sleep(0.01)
         time.sleep(0.1)  # both are in the brick now
+        # hang up with a reset: a plain close (FIN) is a half-close, whose request is answered
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     deadline = time.monotonic() + 5
     while not srv.orphans:  # the hung-up client's request is still being answered
         assert time.monotonic() < deadline, "the request of the client that left was not tracked"

@@ -107,7 +107,7 @@ def _precheck(item: Any, inputs: Mapping[str, TensorSpec], model: str) -> None:
     if type(datatype) is str and datatype != spec.dtype:
         raise InvalidInput(f"input {name!r}: expected datatype {spec.dtype}, got {_short(datatype)}")
     shape = item.get("shape")
-    if type(shape) is list and all(type(d) is int for d in shape):
+    if type(shape) is list and all(type(d) is int and d >= 0 for d in shape):
         if len(shape) != spec.rank:
             raise InvalidInput(f"input {name!r}: expected rank {spec.rank} {list(spec.shape)}, "
                                f"got shape {_short(shape)}")

@@ -17,16 +17,18 @@ no thread hop.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 
 from .. import __version__
-from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError, Unauthorized
+from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError
 from ..pipeline import Pipeline
 from ..protocol import decode_request, encode_response
 from ..spec import TensorSpec
@@ -42,6 +44,15 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "metrics"]
 _OK_EMPTY: Reply = (200, [(b"content-type", b"text/plain")], b"")
+# Bodies at least this large (or compressed ones at least _OFF_LOOP_COMPRESSED) are decoded on a
+# helper thread, so one big request cannot hold the event loop (and every health probe) for
+# long: the loop gets the GIL back every few milliseconds.
+_OFF_LOOP_BYTES = 1024 * 1024
+_OFF_LOOP_COMPRESSED = 16 * 1024
+_DECODE_THREADS = 2
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="brickwork"')
+_NO_KEY = ("missing or wrong API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')")
+_PROBES = ("/v2/health/live", "/v2/health/ready")
 
 
 class _Disconnected(Exception):
@@ -94,6 +105,7 @@ class App:
         self.ready = False
         self.draining = False
         self._key = self.config.api_key.encode() if self.config.api_key else None
+        self._decoders: ThreadPoolExecutor | None = None
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
 
@@ -113,6 +125,9 @@ class App:
         for model in self.models.values():
             model.ready = False
             await model.pipeline.aclose()
+        if self._decoders is not None:
+            self._decoders.shutdown(wait=False, cancel_futures=True)
+            self._decoders = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -146,8 +161,7 @@ class App:
         ``headers`` have lower-case names. Never raises: errors become replies."""
         if path.startswith("/v2/models/"):
             if self._key is not None and not self._authorised(headers):
-                return error_reply(Unauthorized("missing or wrong API key: send "
-                                                "'Authorization: Bearer <key>'"))[0]
+                return _unauthorised()
             parts = path[11:].split("/")
             model = self.models.get(parts[0])
             if model is None:
@@ -175,7 +189,16 @@ class App:
             return plain_error(404, f"no endpoint {path}")
         return self._other(path, method, headers)
 
+    def refuse_early(self, path: str, headers: list[tuple[bytes, bytes]]) -> Reply | None:
+        """What to answer on the headers alone, before any body is read: 401 when an API key is
+        required and missing or wrong. None: go on reading the request."""
+        if self._key is None or path in _PROBES or self._authorised(headers):
+            return None
+        return _unauthorised()
+
     def _other(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
+        if path in _PROBES and method not in ("GET", "HEAD"):
+            return plain_error(405, f"{path} takes GET or HEAD", (b"allow", b"GET, HEAD"))
         if path == "/v2/health/ready":
             if self.draining or not self.ready:
                 return plain_error(503, "draining" if self.draining else "starting")
@@ -184,8 +207,7 @@ class App:
         if path == "/v2/health/live":
             return _OK_EMPTY
         if self._key is not None and not self._authorised(headers):
-            return error_reply(Unauthorized("missing or wrong API key: send "
-                                            "'Authorization: Bearer <key>'"))[0]
+            return _unauthorised()
         if path in ("/v2", "/v2/"):
             return 200, [JSON], self._server_meta
         if path == "/metrics":
@@ -225,16 +247,25 @@ class App:
         kind = None
         try:
             header_length = None
+            encoding = None
             for k, v in headers:
                 if k == b"inference-header-content-length":
                     header_length = _int_header(k, v)
-                elif k == b"content-encoding" and v.lower() != b"identity":
-                    body = _decompress(body, v.lower(), self.config.max_body_bytes)
-            req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+                elif k == b"content-encoding":
+                    encoding = _coding(v, encoding)
+            if encoding is not None or len(body) >= _OFF_LOOP_BYTES:
+                req = await self._decode_off_loop(model, body, header_length, encoding)
+            else:
+                req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
             timeout = req.timeout_s or self.config.request_timeout_s
             result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
             out_headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
             reply: Reply = (200, out_headers, out)
+            if len(out) > self.config.max_response_bytes:
+                reply, kind = plain_error(413, (
+                    f"the response would be {len(out)} bytes, over this server's limit of "
+                    f"{self.config.max_response_bytes} (--max-response-bytes); send fewer items "
+                    "per request or ask for fewer outputs")), "ResponseTooLarge"
         except Exception as exc:
             reply, kind = error_reply(exc)
         finally:
@@ -242,17 +273,39 @@ class App:
         metrics.observe(reply[0], time.perf_counter() - t0, kind)
         return reply
 
+    async def _decode_off_loop(self, model: Model, body: bytes, header_length: int | None,
+                               encoding: bytes | None) -> Any:
+        limit = self.config.max_body_bytes
+        if encoding is not None and len(body) < _OFF_LOOP_COMPRESSED:
+            body = _decompress(body, encoding, limit)
+            encoding = None
+        if encoding is None and len(body) < _OFF_LOOP_BYTES:
+            return decode_request(body, header_length, model.inputs, model.outputs, model.name)
+
+        def decode() -> Any:
+            raw = body if encoding is None else _decompress(body, encoding, limit)
+            return decode_request(raw, header_length, model.inputs, model.outputs, model.name)
+
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="bw-decode")
+        return await asyncio.get_running_loop().run_in_executor(self._decoders, decode)
+
     # -- ASGI, for embedding the app in any ASGI server ----------------------------------
     async def _asgi_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = list(scope["headers"])
-        try:
-            body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
-        except _Disconnected:
-            return
-        except RequestError as exc:
-            reply = error_reply(exc)[0]
+        path = scope["path"]
+        refusal = self.refuse_early(path, headers)  # the key, before any body is read
+        if refusal is not None:
+            reply = refusal
         else:
-            reply = await self.handle(scope["method"], scope["path"], headers, body)
+            try:
+                body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
+            except _Disconnected:
+                return
+            except RequestError as exc:
+                reply = error_reply(exc)[0]
+            else:
+                reply = await self.handle(scope["method"], path, headers, body)
         status, out_headers, out = reply
         await send({"type": "http.response.start", "status": status,
                     "headers": [*out_headers, (b"content-length", str(len(out)).encode())]})
@@ -284,6 +337,24 @@ async def _read_asgi_body(headers: list[tuple[bytes, bytes]], receive: Receive, 
         chunks.append(chunk)
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _unauthorised() -> Reply:
+    return plain_error(401, _NO_KEY, _CHALLENGE)
+
+
+def _coding(value: bytes, seen: bytes | None) -> bytes | None:
+    """The one content coding of a request body (None: identity). Two codings — two headers,
+    or a list in one — are refused: each would multiply what a small body decodes to."""
+    coding = value.strip().lower()
+    if coding == b"identity":
+        return seen
+    if seen is not None or b"," in coding:
+        raise InvalidInput("a request body may carry at most one Content-Encoding (gzip or deflate)")
+    if coding not in (b"gzip", b"deflate"):
+        raise InvalidInput(f"Content-Encoding {coding.decode(errors='replace')!r} is not supported; "
+                           "use gzip, deflate or none")
+    return coding
 
 
 def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:

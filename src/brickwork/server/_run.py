@@ -72,6 +72,12 @@ def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socke
     """Serve on this thread until SIGINT/SIGTERM (a second one cuts the drain short)."""
     import threading
 
+    if config.http == "uvicorn":
+        from ._uvicorn import run_uvicorn
+
+        run_uvicorn(App(pipelines, config), config, sock, on_ready)
+        return
+
     server = HttpServer(App(pipelines, config), sock, on_ready=on_ready)
     loop = _loop_factory()()
     main = threading.current_thread() is threading.main_thread()
