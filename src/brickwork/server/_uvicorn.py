@@ -2,12 +2,13 @@
 
 Slower than the native front (uvicorn + ASGI cost ~20 µs more server CPU per request) but
 uvicorn's own: TLS (``ssl_keyfile``/``ssl_certfile``), its h11 protocol and its limits. Mapped
-from :class:`ServerConfig`: ``max_connections`` → ``limit_concurrency`` (503 past it, counting
-requests in flight too), ``keep_alive_s`` → ``timeout_keep_alive``, ``drain_timeout_s`` →
-``timeout_graceful_shutdown``, ``max_header_bytes`` → ``h11_max_incomplete_event_size`` (past
-it uvicorn answers 400, not 431), ``backlog``. What uvicorn does not have: header and body read
-deadlines (408), a URL limit (414), the early 413 on ``Expect: 100-continue`` before the
-app runs, the connection-cap eviction of idle connections; docs/serving.md lists them.
+from :class:`ServerConfig`: ``max_connections`` + 1 → ``limit_concurrency`` (uvicorn counts the
+asking connection itself; 503 past it, requests in flight counted too), ``keep_alive_s`` →
+``timeout_keep_alive``, ``drain_timeout_s`` → ``timeout_graceful_shutdown``,
+``max_header_bytes`` → ``h11_max_incomplete_event_size`` (past it uvicorn answers 400, not
+431), ``backlog``. What uvicorn does not have: header and body read deadlines (408), a URL
+limit (414), answering a client that shut its write side, eviction of idle connections at the
+cap; docs/serving.md lists them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def run_uvicorn(app: App, cfg: ServerConfig, sock: socket.socket,
     config = uvicorn.Config(
         app, loop="uvloop", http="h11", lifespan="on", log_level="warning", access_log=False,
         server_header=False, date_header=False, proxy_headers=False,
-        limit_concurrency=cfg.max_connections, backlog=cfg.backlog,
+        limit_concurrency=cfg.max_connections + 1, backlog=cfg.backlog,
         timeout_keep_alive=max(1, math.ceil(cfg.keep_alive_s)),
         timeout_graceful_shutdown=max(1, math.ceil(cfg.drain_timeout_s)),
         h11_max_incomplete_event_size=cfg.max_header_bytes,
