@@ -97,6 +97,18 @@ def test_type_confusion_is_a_400_naming_the_field(path, value, needle):
         decode(doc)
 
 
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_shape_with_a_zero_dim_and_dims_past_int64_is_a_400(binary):
+    item = {"name": "t", "datatype": "BYTES", "shape": [0, 2**63], "data": []}
+    if binary:
+        item = {**item, "datatype": "BYTES", "parameters": {"binary_data_size": 0}}
+        del item["data"]
+    doc = valid()
+    doc["inputs"][1] = item
+    with pytest.raises(InvalidInput, match="shape"):
+        decode(doc)
+
+
 def test_a_duplicate_requested_output_is_a_400():
     doc = valid()
     doc["outputs"] = [{"name": "y"}, {"name": "y"}]
