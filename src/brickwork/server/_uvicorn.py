@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -65,4 +67,19 @@ def run_uvicorn(app: App, cfg: ServerConfig, sock: socket.socket,
 
     import uvloop
 
-    uvloop.run(main())
+    # uvicorn re-raises the signal that stopped it once it has drained; with these in place
+    # that lands here (the drain is done) instead of killing the process with the signal
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.signal(sig, _drained) for sig in _SIGNALS} if main_thread else {}
+    try:
+        uvloop.run(main())
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _drained(sig: int, frame: Any) -> None:
+    pass
