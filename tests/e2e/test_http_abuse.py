@@ -90,6 +90,9 @@ def test_a_duplicate_requested_output_is_400_and_the_response_size_capped(server
     assert r.status == 400 and "requested twice" in r.body.decode()
     [r] = rh.exchange(server.port, infer(calc(rows=600)), until=1)  # ~20 KB of JSON out
     assert r.status == 413 and "max-response-bytes" in r.body.decode(), r
+    binary = calc(rows=600, parameters={"binary_data_output": True})  # refused before encoding
+    [r] = rh.exchange(server.port, infer(binary), until=1)
+    assert r.status == 413 and "max-response-bytes" in r.body.decode(), r
     healthy(server)
 
 

@@ -259,19 +259,32 @@ class App:
                 req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
             timeout = req.timeout_s or self.config.request_timeout_s
             result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
-            out_headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
+            size = _least_size(req, result, model.output_names)  # a lower bound, cheap
+            if size < _OFF_LOOP_BYTES:
+                out_headers, out = encode_response(model.name, req, result, model.output_names,
+                                                   result.rungs)
+            elif size <= self.config.max_response_bytes:
+                out_headers, out = await self._encode_off_loop(model, req, result)
+            else:
+                out_headers, out = [], b""
             reply: Reply = (200, out_headers, out)
-            if len(out) > self.config.max_response_bytes:
+            if len(out) > self.config.max_response_bytes or size > self.config.max_response_bytes:
                 reply, kind = plain_error(413, (
-                    f"the response would be {len(out)} bytes, over this server's limit of "
-                    f"{self.config.max_response_bytes} (--max-response-bytes); send fewer items "
-                    "per request or ask for fewer outputs")), "ResponseTooLarge"
+                    f"the response would be over {max(size, len(out))} bytes, over this server's "
+                    f"limit of {self.config.max_response_bytes} (--max-response-bytes); send fewer "
+                    "items per request or ask for fewer outputs")), "ResponseTooLarge"
         except Exception as exc:
             reply, kind = error_reply(exc)
         finally:
             metrics.in_flight -= 1
         metrics.observe(reply[0], time.perf_counter() - t0, kind)
         return reply
+
+    async def _encode_off_loop(self, model: Model, req: Any, result: Any) -> Any:
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="bw-decode")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._decoders, encode_response, model.name, req, result, model.output_names, result.rungs)
 
     async def _decode_off_loop(self, model: Model, body: bytes, header_length: int | None,
                                encoding: bytes | None) -> Any:
@@ -337,6 +350,17 @@ async def _read_asgi_body(headers: list[tuple[bytes, bytes]], receive: Receive, 
         chunks.append(chunk)
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _least_size(req: Any, result: Any, names: tuple[str, ...]) -> int:
+    """At least how many bytes the response body takes: a binary output its bytes, a JSON one
+    two characters per element."""
+    wanted = req.outputs if req.outputs is not None else [(n, req.binary_output) for n in names]
+    total = 0
+    for name, binary in wanted:
+        arr = result[name]
+        total += arr.nbytes if binary and arr.dtype.kind != "O" else 2 * arr.size
+    return total
 
 
 def _unauthorised() -> Reply:
