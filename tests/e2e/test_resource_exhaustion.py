@@ -150,3 +150,40 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(tmp_path, front):
         finally:
             for sock in socks:
                 sock.close()
+
+
+FD_SCRIPT = r'''
+import logging, os, resource, subprocess, sys, time
+logging.basicConfig(level=logging.WARNING)
+import brickwork as bw
+from brickwork.server import ServerThread
+
+
+def double(x: float) -> float:
+    return 2 * x
+
+
+with ServerThread(bw.function(double, outputs="y").compile(name="d")) as s:
+    s._server.max_connections = 10**6  # past what the descriptors allow, to run out of them
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 10, hard))
+    clients = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, time; port = int(sys.argv[1]); "
+         "s = [socket.create_connection(('127.0.0.1', port)) for _ in range(40)]; time.sleep(7)",
+         str(s.port)], preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)))
+    clients.wait(30)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    time.sleep(1.0)
+    import httpx
+    print("after", httpx.get(s.url + "/v2/health/live").status_code, flush=True)
+'''
+
+
+def test_running_out_of_descriptors_is_logged_and_survived(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", FD_SCRIPT], capture_output=True, text=True, timeout=90,
+                       cwd=tmp_path)
+    assert "after 200" in r.stdout, (r.stdout, r.stderr[-2000:])
+    assert "accepting connections fails" in r.stderr and "open files in use" in r.stderr, r.stderr[-2000:]

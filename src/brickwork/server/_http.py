@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import resource
 import socket
 import time
@@ -513,8 +514,26 @@ class HttpServer:
     async def _sweep(self) -> None:
         cfg = self.app.config
         period = min(1.0, cfg.keep_alive_s, cfg.header_timeout_s, cfg.body_timeout_s) / 2
+        ticks = 0
         while True:
             await asyncio.sleep(period)
             now = self.loop.time()
             for c in list(self.connections):
                 c.sweep(now, cfg)
+            ticks += 1
+            if ticks % 10 == 0:
+                self._check_fds()
+
+    def _check_fds(self) -> None:
+        """libuv drops connections it cannot accept for want of a descriptor without a word
+        (its EMFILE trick): say so when the process is at its open-file limit."""
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+        except OSError as exc:  # at the limit, listing takes the descriptor that is not there
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                return  # pragma: no cover - not Linux
+            used = soft
+        if soft != resource.RLIM_INFINITY and used >= soft - 8:
+            self._on_loop_error(self.loop, {"exception": OSError(
+                errno.EMFILE, f"{used} of {soft} open files in use: new connections are dropped")})
