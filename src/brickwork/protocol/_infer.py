@@ -104,17 +104,20 @@ def _precheck(item: Any, inputs: Mapping[str, TensorSpec], model: str) -> None:
     if spec is None:
         raise InvalidInput(f"unknown input {_short(name)}; model {model!r} takes {sorted(inputs)}")
     datatype = item.get("datatype")
-    if type(datatype) is str and datatype != spec.dtype:
+    if datatype != spec.dtype and type(datatype) is str:
         raise InvalidInput(f"input {name!r}: expected datatype {spec.dtype}, got {_short(datatype)}")
     shape = item.get("shape")
-    if type(shape) is list and all(type(d) is int and d >= 0 for d in shape):
-        if len(shape) != spec.rank:
+    if type(shape) is not list:
+        return
+    if len(shape) != len(spec.shape):
+        if all(type(d) is int and d >= 0 for d in shape):
             raise InvalidInput(f"input {name!r}: expected rank {spec.rank} {list(spec.shape)}, "
                                f"got shape {_short(shape)}")
-        for want, have in zip(spec.shape, shape, strict=True):
-            if want != -1 and want != have:
-                raise InvalidInput(f"input {name!r}: expected shape {list(spec.shape)}, "
-                                   f"got {_short(shape)}")
+        return
+    for want, have in zip(spec.shape, shape):
+        if want != have and want != -1 and type(have) is int and have >= 0:
+            raise InvalidInput(f"input {name!r}: expected shape {list(spec.shape)}, "
+                               f"got {_short(shape)}")
 
 
 def _timeout(params: dict[str, Any]) -> float | None:

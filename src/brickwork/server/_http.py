@@ -99,7 +99,9 @@ class Connection(asyncio.Protocol):
         self.url_size = 0
         self.path = "/"
         self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
+        self.header_room = 0
+        self.request_headers: list[tuple[bytes, bytes]] = []
+        self.keyed = server.app.config.api_key is not None
         self.chunks: list[bytes] = []
         self.size = 0
         self.waiting: deque[_Request] = deque()
@@ -151,7 +153,7 @@ class Connection(asyncio.Protocol):
         self.parser = None
         self.waiting.clear()
         self.chunks = []
-        self.headers = []
+        self.headers = self.request_headers = []
         self.url = []
         if self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
@@ -198,7 +200,7 @@ class Connection(asyncio.Protocol):
         self.url = []
         self.url_size = 0
         self.headers = []
-        self.header_bytes = 0
+        self.header_room = self.max_header_bytes
         self.chunks = []
         self.size = 0
         self.phase = _HEAD
@@ -207,27 +209,28 @@ class Connection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url.append(url)
         self.url_size += len(url)
+        self.header_room -= len(url)
         if self.url_size > self.max_url:
             raise _Stop(plain_error(414, f"the request target is over {self.max_url} bytes "
                                          "(max_url_bytes)"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
-        if self.phase == _BODY:  # a trailer: counted, never merged into the headers
-            if self.header_bytes + self.url_size > self.max_header_bytes:
-                raise _Stop(plain_error(431, f"trailers are over {self.max_header_bytes} bytes "
-                                             "with the headers (max_header_bytes)"))
-            return
+        # trailers land here too, in the list on_headers_complete swapped in: counted against
+        # the same room, never merged into the request's headers
+        room = self.header_room - len(name) - len(value) - 4
+        self.header_room = room
         headers = self.headers
+        if room < 0 or len(headers) >= self.max_headers:
+            raise _Stop(plain_error(431, f"the request's headers (with its trailers) are over "
+                                         f"{self.max_header_bytes} bytes or {self.max_headers} lines "
+                                         "(max_header_bytes, max_headers)"))
         headers.append((name.lower(), value))
-        if self.header_bytes + self.url_size > self.max_header_bytes or len(headers) > self.max_headers:
-            raise _Stop(plain_error(431, f"the request's headers are over {self.max_header_bytes} "
-                                         f"bytes or {self.max_headers} lines (max_header_bytes, "
-                                         "max_headers)"))
 
     def on_headers_complete(self) -> None:
         self.phase = _BODY
         self.since = self.last_active
+        headers = self.request_headers = self.headers
+        self.headers = []  # trailers, if any, go here
         version = self.parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise _Stop(plain_error(505 if version > "1.1" else 400,
@@ -242,7 +245,7 @@ class Connection(asyncio.Protocol):
             path = unquote(path)
         self.path = path
         expect = False
-        for k, v in self.headers:
+        for k, v in headers:
             if k == b"content-length":
                 try:
                     length = int(v)
@@ -253,9 +256,10 @@ class Connection(asyncio.Protocol):
                                                  f"at most {self.limit} (--max-body-bytes)"))
             elif k == b"expect":
                 expect = v.lower() == b"100-continue"
-        refusal = self.app.refuse_early(path, self.headers)
-        if refusal is not None:
-            raise _Stop(refusal)
+        if self.keyed:
+            refusal = self.app.refuse_early(path, headers)
+            if refusal is not None:
+                raise _Stop(refusal)
         if expect and not self.busy and self.transport is not None:
             self.transport.write(_CONTINUE)
 
@@ -272,8 +276,13 @@ class Connection(asyncio.Protocol):
         self.chunks = []
         self.phase = _IDLE
         parser = self.parser
-        self._enqueue(_Request(parser.get_method().decode("ascii", "replace"), self.path,
-                               self.headers, body, parser.should_keep_alive()))
+        req = _Request(parser.get_method().decode("ascii", "replace"), self.path,
+                       self.request_headers, body, parser.should_keep_alive())
+        if self.busy:
+            self._enqueue(req)
+        else:
+            self.busy = True
+            self.task = self.loop.create_task(self._serve(req))
 
     def _enqueue(self, req: _Request) -> None:
         if self.busy:
