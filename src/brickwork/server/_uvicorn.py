@@ -54,6 +54,9 @@ def run_uvicorn(app: App, cfg: ServerConfig, sock: socket.socket,
             if on_ready is not None:
                 host, port = sock.getsockname()[:2]
                 on_ready(host, port)
+            while not server.should_exit:  # SIGTERM: readiness answers 503 while uvicorn drains
+                await asyncio.sleep(0.05)
+            app.draining = True
 
         task: Any = asyncio.ensure_future(announce())
         try:
