@@ -40,9 +40,10 @@ def _backend(name: str | Backend) -> Backend:
         from .engine import ProcessBackend
 
         return ProcessBackend()
-    if name == "ray":
-        raise ConfigError("the ray backend is not available in this version; use 'local' or 'process' "
-                          "(each stage's worker kind still picks inline, thread or process replicas)")
+    if name == "ray":  # a private local Ray instance; RayBackend(address=...) joins a cluster
+        from .cluster import RayBackend
+
+        return RayBackend()
     raise ConfigError(f"unknown backend {name!r}; use 'local', 'process' or 'ray'")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, RequestError
+from ._backend import add_backend_args, backend_of
 
 __all__ = ["register"]
 
@@ -35,13 +36,13 @@ def register(sub: Any) -> None:
     amount.add_argument("--duration-s", type=float, default=None, help="run for this many seconds instead")
     p.add_argument("--input", default=None, help="a request as JSON text, or a path to a JSON file")
     p.add_argument("--warmup", type=int, default=20, help="requests sent before measuring (default 20)")
-    p.add_argument("--backend", default="local", help="local (default), process or ray")
+    add_backend_args(p)
     p.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the figures here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=bench)
 
 
-def _load(target: str, backend: str) -> tuple[Any, dict[str, Any] | None]:
+def _load(target: str, backend: Any) -> tuple[Any, dict[str, Any] | None]:
     """The pipeline and the example request its file declares (if any)."""
     path = Path(target)
     if path.suffix in (".yaml", ".yml") or path.is_file():
@@ -188,7 +189,7 @@ def _report(r: dict[str, Any]) -> str:
 def bench(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
-    pipeline, example = _load(args.file, args.backend)
+    pipeline, example = _load(args.file, backend_of(args))
     request = _request(args, pipeline, example)
     result = asyncio.run(_drive(pipeline, request, args))
     print(_report(result))

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ._backend import add_backend_args, backend_of
+
 __all__ = ["register"]
 
 
@@ -19,14 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000,
                    help="TCP port; 0 picks a free one and prints it (default: 8000)")
-    p.add_argument("--backend", default="local", choices=("local", "process", "ray"),
-                   help="where the bricks run: local (each stage's own worker kind) or process "
-                        "(every stage in worker processes); ray is not available yet (default: local)")
+    add_backend_args(p)
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the port, each with its own copy of every "
                         "pipeline (default: 1)")
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="also serve the v2 gRPC service (inference.GRPCInferenceService, as "
+                        "tritonclient[grpc] calls it) on this port; 0 picks a free one "
+                        "(default: no gRPC; needs the grpc extra)")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
-                   help="largest request body accepted, else 413 (default: 64 MiB)")
+                   help="largest request body (and gRPC message) accepted, else 413 / "
+                        "RESOURCE_EXHAUSTED (default: 64 MiB)")
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY'; visible to every user in ps, so prefer "
                         "$BRICKWORK_API_KEY or --api-key-file (default: $BRICKWORK_API_KEY, else open)")
@@ -94,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
         max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
         write_buffer_bytes=args.write_buffer_bytes, ssl_keyfile=args.ssl_keyfile,
         ssl_certfile=args.ssl_certfile,
+        grpc_port=args.grpc_port,
     )
-    pipelines = [load_pipeline(f, backend=args.backend) for f in args.files]
+    pipelines = [load_pipeline(f, backend=backend_of(args)) for f in args.files]
     names = ", ".join(repr(p.name) for p in pipelines)
 
     def ready(host: str, port: int) -> None:
@@ -103,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         scheme = "https" if config.ssl_certfile else "http"
         print(f"brickwork: serving {names} on {scheme}://{shown}:{port}", flush=True)
 
-    serve(pipelines, config=config, on_ready=ready)
+    def grpc_ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"brickwork: gRPC on {shown}:{port}", flush=True)
+
+    serve(pipelines, config=config, on_ready=ready, on_grpc_ready=grpc_ready)
     print("brickwork: stopped", file=sys.stderr, flush=True)
     return 0

@@ -104,6 +104,7 @@ class App:
             self.models[p.name] = Model(p)
         self.ready = False
         self.draining = False
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # other fronts' drains (gRPC)
         self._key = self.config.api_key.encode() if self.config.api_key else None
         self._decoders: ThreadPoolExecutor | None = None
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
@@ -122,6 +123,8 @@ class App:
 
     async def shutdown(self) -> None:
         self.ready = False
+        for drain in self.on_shutdown:
+            await drain()
         for model in self.models.values():
             model.ready = False
             await model.pipeline.aclose()

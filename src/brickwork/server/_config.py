@@ -48,6 +48,8 @@ class ServerConfig:
         reading that connection's further requests until the client reads. Default 4 MiB.
     ssl_keyfile, ssl_certfile: TLS key and certificate (PEM), ``http="uvicorn"`` only. Default
         None (plain HTTP).
+    grpc_port: also serve the v2 gRPC service (``inference.GRPCInferenceService``) on this TCP
+        port, same host; 0 picks a free one. Needs the ``grpc`` extra. Default None (no gRPC).
     """
 
     host: str = "127.0.0.1"
@@ -70,6 +72,7 @@ class ServerConfig:
     write_buffer_bytes: int = 4 * 1024 * 1024
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
+    grpc_port: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -87,12 +90,19 @@ class ServerConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {value!r}")
+        if self.grpc_port is not None and (not isinstance(self.grpc_port, int)
+                                           or not 0 <= self.grpc_port <= 65535):
+            raise ConfigError(f"grpc_port must be an int in 0..65535 (0 = pick a free one) or None, "
+                              f"got {self.grpc_port!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
         if self.http not in FRONTS:
             raise ConfigError(f"http must be one of {', '.join(FRONTS)}, got {self.http!r}")
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ConfigError("TLS needs both ssl_keyfile and ssl_certfile")
+        if self.grpc_port is not None and self.http != "native":
+            raise ConfigError("the gRPC front (grpc_port) runs beside the native HTTP front only; "
+                              "drop --http uvicorn or --grpc-port")
         if self.ssl_keyfile is not None and self.http != "uvicorn":
             raise ConfigError("TLS (ssl_keyfile/ssl_certfile) is served by the uvicorn front: "
                               "add --http uvicorn, or terminate TLS in a proxy")

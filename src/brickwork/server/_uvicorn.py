@@ -18,7 +18,7 @@ import math
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._app import App
@@ -28,8 +28,11 @@ __all__ = ["run_uvicorn"]
 
 
 def run_uvicorn(app: App, cfg: ServerConfig, sock: socket.socket,
-                on_ready: Callable[[str, int], None] | None) -> None:
-    """Serve ``app`` on ``sock`` with uvicorn until SIGINT/SIGTERM (uvicorn's handlers drain)."""
+                on_ready: Callable[[str, int], None] | None,
+                background: Callable[[], Awaitable[Any]] | None = None) -> None:
+    """Serve ``app`` on ``sock`` with uvicorn until SIGINT/SIGTERM (uvicorn's handlers drain).
+    ``background()``, when given, runs on the server's loop meanwhile (the workers' metrics
+    publisher)."""
     import uvicorn
 
     from ._http import raise_fd_limit
@@ -58,11 +61,14 @@ def run_uvicorn(app: App, cfg: ServerConfig, sock: socket.socket,
                 await asyncio.sleep(0.05)
             app.draining = True
 
-        task: Any = asyncio.ensure_future(announce())
+        tasks: list[Any] = [asyncio.ensure_future(announce())]
+        if background is not None:
+            tasks.append(asyncio.ensure_future(background()))
         try:
             await server.serve(sockets=[sock])
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
         if not server.started:
             from ..errors import ConfigError
 
