@@ -95,6 +95,13 @@ class FaultPolicy:
     health_timeout_s: a process worker whose batch runs longer than ``timeout_s`` (when set) or
         else this long is taken as hung: it is killed (SIGKILL, by pid) and replaced. Default
         60.0 seconds; None = never (only ``timeout_s`` then).
+    retry_backoff_s: the wait before the first retry is drawn uniformly from [0, this] (full
+        jitter); it doubles per retry up to ``retry_backoff_max_s``. A retry is not made when
+        the wait would pass the request's deadline. Default 0.05 s; None = retry at once.
+    retry_backoff_max_s: the cap on one backoff wait. Default 2.0 s.
+    max_down_s: a stage with no live worker for longer than this (its respawns keep failing)
+        makes the server's liveness (``/v2/health/live``) fail, so an orchestrator restarts
+        it. Default 300.0 s; None = never.
     """
 
     timeout_s: float | None = None
@@ -103,10 +110,16 @@ class FaultPolicy:
     breaker: Breaker | None = None
     retry_on: Literal["machinery", "any"] = "machinery"
     health_timeout_s: float | None = 60.0
+    retry_backoff_s: float | None = 0.05
+    retry_backoff_max_s: float = 2.0
+    max_down_s: float | None = 300.0
 
     def __post_init__(self) -> None:
         _positive("FaultPolicy", "timeout_s", self.timeout_s)
         _positive("FaultPolicy", "health_timeout_s", self.health_timeout_s)
+        _positive("FaultPolicy", "retry_backoff_s", self.retry_backoff_s)
+        _positive("FaultPolicy", "retry_backoff_max_s", self.retry_backoff_max_s, allow_none=False)
+        _positive("FaultPolicy", "max_down_s", self.max_down_s)
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigError(f"FaultPolicy.retries must be an int >= 0, got {self.retries!r}")
         if not 0 <= self.retry_budget <= 1:

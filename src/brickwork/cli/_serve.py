@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
 
 from ._backend import add_backend_args, backend_of
 
@@ -67,6 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ssl-keyfile", default=None, metavar="PATH", help="TLS key (PEM; --http uvicorn)")
     p.add_argument("--ssl-certfile", default=None, metavar="PATH",
                    help="TLS certificate (PEM; --http uvicorn)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="brickwork's log level; logs go to stderr (default: info)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="log lines as text or one JSON object per line (default: text)")
+    p.add_argument("--access-log", action="store_true",
+                   help="one log line per infer request: method, path, model, status, latency, "
+                        "request id, rungs (default: off; 5xx answers, worker deaths and breaker "
+                        "transitions are logged either way)")
     p.set_defaults(func=run)
 
 
@@ -87,8 +95,9 @@ def _api_key(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..graph import load_pipeline
-    from ..server import ServerConfig, serve
+    from ..server import ServerConfig, configure_logging, serve
 
+    configure_logging(level=args.log_level, fmt=args.log_format)
     config = ServerConfig(
         host=args.host, port=args.port, workers=args.workers, max_body_bytes=args.max_body_bytes,
         api_key=_api_key(args), request_timeout_s=args.timeout_s,
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
         write_buffer_bytes=args.write_buffer_bytes, ssl_keyfile=args.ssl_keyfile,
         ssl_certfile=args.ssl_certfile,
-        grpc_port=args.grpc_port,
+        grpc_port=args.grpc_port, access_log=args.access_log,
     )
     pipelines = [load_pipeline(f, backend=backend_of(args)) for f in args.files]
     names = ", ".join(repr(p.name) for p in pipelines)
@@ -114,5 +123,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"brickwork: gRPC on {shown}:{port}", flush=True)
 
     serve(pipelines, config=config, on_ready=ready, on_grpc_ready=grpc_ready)
-    print("brickwork: stopped", file=sys.stderr, flush=True)
+    logging.getLogger("brickwork.server").info("stopped")
     return 0

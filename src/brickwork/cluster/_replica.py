@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -103,6 +104,8 @@ class RayReplica:
         self.health_timeout_s = policy.health_timeout_s
         self.heartbeat_s = None if self.health_timeout_s is None else min(1.0, self.health_timeout_s / 2)
         self.owner = False  # this ingress created the actor (and kills it on stop)
+        self.down_since: float | None = None  # monotonic time of the death, until replaced
+        self.last_downtime_s: float | None = None
         self.node: str | None = None
         self.pid: int | None = None
         self._handle: Any = None
@@ -126,7 +129,7 @@ class RayReplica:
         return {"index": self.index, "kind": "ray", "actor": self.actor_name, "namespace": self.namespace,
                 "node": self.node, "pid": self.pid, "owner": self.owner, "alive": self.alive,
                 "restarts": self.restarts, "hangs": self.hangs, "deaths": self.deaths,
-                "batches": self.batches}
+                "last_downtime_s": self.last_downtime_s, "batches": self.batches}
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,6 +174,9 @@ class RayReplica:
         self._handle, self.owner = handle, created
         self.node, self.pid = info["node"], info["pid"]
         self._ready = True
+        if self.down_since is not None:  # faults.unlive reads down_since (max_down_s)
+            self.last_downtime_s = time.monotonic() - self.down_since
+            self.down_since = None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -308,6 +314,8 @@ class RayReplica:
         self._handle = None
         self._ready = False
         self.deaths += 1
+        if self.down_since is None:
+            self.down_since = time.monotonic()
         try:  # hung: stop it; dead or unreachable (a lost node): the cluster forgets it now
             ray.kill(handle, no_restart=True)  # instead of after its health checks, which
         except Exception:  # frees its name for the replacement at once

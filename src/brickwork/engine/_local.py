@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from ..errors import ConfigError
 from ..plan import Plan, StagePlan
 from ._autoscale import Autoscaler
-from ._process import DEFAULT_ARENA_BYTES, ProcessReplica
+from ._process import ARENA_IDLE_S, DEFAULT_ARENA_BYTES, ProcessReplica
 from ._replicas import InlineReplica, Replica, ThreadReplica, call_brick
 from ._stage import Stage
 
@@ -30,9 +30,11 @@ __all__ = ["LocalBackend", "ProcessBackend", "call_brick"]
 class LocalBackend:
     name = "local"
 
-    def __init__(self, *, worker: str | None = None, arena_bytes: int = DEFAULT_ARENA_BYTES) -> None:
+    def __init__(self, *, worker: str | None = None, arena_bytes: int = DEFAULT_ARENA_BYTES,
+                 arena_idle_s: float = ARENA_IDLE_S) -> None:
         self.worker = worker
         self.arena_bytes = arena_bytes
+        self.arena_idle_s = arena_idle_s
         self._stages: dict[str, Stage] = {}
 
     def _replica(self, stage: StagePlan, index: int) -> Replica:
@@ -41,7 +43,7 @@ class LocalBackend:
         if kind == "thread":
             return ThreadReplica(stage, index, load=index == 0)
         if kind == "process":
-            return ProcessReplica(stage, index, arena_bytes=self.arena_bytes)
+            return ProcessReplica(stage, index, arena_bytes=self.arena_bytes, arena_idle_s=self.arena_idle_s)
         raise ConfigError(f"stage {stage.name!r} asks for worker={kind!r}, which the {self.name!r} "
                           "backend does not run; use backend='ray' or worker='thread'/'process'")
 
@@ -83,5 +85,5 @@ class ProcessBackend(LocalBackend):
 
     name = "process"
 
-    def __init__(self, *, arena_bytes: int = DEFAULT_ARENA_BYTES) -> None:
-        super().__init__(worker="process", arena_bytes=arena_bytes)
+    def __init__(self, *, arena_bytes: int = DEFAULT_ARENA_BYTES, arena_idle_s: float = ARENA_IDLE_S) -> None:
+        super().__init__(worker="process", arena_bytes=arena_bytes, arena_idle_s=arena_idle_s)

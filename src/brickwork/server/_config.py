@@ -50,6 +50,9 @@ class ServerConfig:
         None (plain HTTP).
     grpc_port: also serve the v2 gRPC service (``inference.GRPCInferenceService``) on this TCP
         port, same host; 0 picks a free one. Needs the ``grpc`` extra. Default None (no gRPC).
+    access_log: one log line per infer request on the ``brickwork.access`` logger (method,
+        path, model, status, latency, request id, rungs). Default False (5xx answers, worker
+        deaths and breaker transitions are logged either way); see docs/serving.md#logs.
     """
 
     host: str = "127.0.0.1"
@@ -73,6 +76,7 @@ class ServerConfig:
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
     grpc_port: int | None = None
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
