@@ -1,10 +1,22 @@
 """Running the app: the lean HTTP server (:mod:`._http`) on uvloop, on a socket we bind
 ourselves (so port 0 works and the chosen port is known), graceful drain on SIGTERM, and
-``workers`` processes forked after the bind to share the port."""
+``workers`` processes forked after the bind to share the port.
+
+Garbage collection: once the pipelines are loaded, a server process moves everything alive to
+the collector's permanent generation (``gc.freeze()``: modules, models, the app) and collects
+the young generation every 10,000 allocations instead of 700. A request allocates dozens of
+containers that stay alive while it is in flight, so under load the default threshold collected
+every request or two and kept promoting in-flight objects, which then triggered full
+collections of the ~30,000 objects loaded at start: pauses of several ms every few seconds, the
+p99 of a 2-stage pipeline. Measured on the bench's 2-stage pipeline (wrk, 32 connections, 6 s,
+the shared 2-core box): 617 young, 56 middle and 5 full collections taking 352 ms in all
+(35 ms a full one), against 68 young and 7 middle ones taking 30 ms and no full one. The
+request path makes no reference cycles, so nothing waits longer to be freed."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -23,6 +35,15 @@ from ._http import HttpServer
 __all__ = ["bind", "serve"]
 
 ReadyCallback = Callable[[str, int], None]
+GC_GEN0_THRESHOLD = 10_000
+
+
+def settle_gc() -> None:
+    """Freeze what is alive now and collect the young generation less often (see above)."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -72,9 +93,16 @@ def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socke
     """Serve on this thread until SIGINT/SIGTERM (a second one cuts the drain short)."""
     import threading
 
-    server = HttpServer(App(pipelines, config), sock, on_ready=on_ready)
-    loop = _loop_factory()()
     main = threading.current_thread() is threading.main_thread()
+
+    def ready(host: str, port: int) -> None:
+        if main:  # a server process of its own (not a test server thread inside another app)
+            settle_gc()
+        if on_ready is not None:
+            on_ready(host, port)
+
+    server = HttpServer(App(pipelines, config), sock, on_ready=ready)
+    loop = _loop_factory()()
     try:
         asyncio.set_event_loop(loop)
         if main:
