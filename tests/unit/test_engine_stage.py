@@ -322,3 +322,33 @@ def test_requests_on_their_way_still_fill_the_next_stage_batch() -> None:
             assert st["tail"]["batch_sizes"] == {16: 1}, st["tail"]["batch_sizes"]
 
     run(main())
+
+
+def test_a_branch_a_request_did_not_take_does_not_wait_for_it() -> None:
+    # A request routed to one branch is on its way to the other branch's stage only until it
+    # leaves; the next request routed there must not wait out max_delay_s for it.
+    batching = bw.Batching(max_batch_size=32, max_delay_s=0.5)
+
+    def kind(text: str) -> str:
+        return "a" if text.startswith("a") else "b"
+
+    def left(text: str) -> str:
+        return "A " + text
+
+    def right(text: str) -> str:
+        return "B " + text
+
+    graph = bw.function(kind, outputs="kind") >> bw.switch("kind", {
+        "a": bw.function(left, outputs="reply", batching=batching),
+        "b": bw.function(right, outputs="reply", batching=batching)})
+    pipeline = graph.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            t0 = time.perf_counter()
+            for text in ("apple", "banana", "avocado", "blueberry"):
+                out = await pipeline.ainfer({"text": [text]})
+                assert out["reply"].tolist() == [("A " if text[0] == "a" else "B ") + text]
+            assert time.perf_counter() - t0 < 1.0  # 2 s if a branch waited for the other's request
+
+    run(main())
