@@ -451,8 +451,8 @@ def main() -> int:
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "loadavg_start": os.getloadavg(), "args": vars(a), "event_loop": loop_kind,
             "subreaper": subreaper, "versions": {},
-            "wrk": subprocess.run([a.wrk, "-v"], capture_output=True, text=True).stdout.strip()
-            if a.wrk else None}
+            "wrk": (subprocess.run([a.wrk, "-v"], capture_output=True, text=True).stdout.strip()
+                    .splitlines() or [""])[0] if a.wrk else None}
     results: list[dict] = []
     env_state: dict[str, tuple[bool, str]] = {}
     log(f"[bench] results and server logs in {rundir}")
