@@ -88,6 +88,8 @@ class Stage:
         if not self._pump_soon:  # pump once this loop tick's other callers have queued too
             self._pump_soon = True
             loop.call_soon(self._pump_later)
+        if deadline is None:  # no timer to arm: skip a coroutine frame per request
+            return await fut
         return await self._wait(fut, deadline, loop)
 
     def stats(self) -> Mapping[str, Any]:
