@@ -68,7 +68,7 @@ def worker(mode: str, conn, shm_name: str) -> None:  # type: ignore[no-untyped-d
         while True:
             if not os.read(fd, 1):
                 break
-            seq, offset, rows, cols = REQ.unpack_from(buf, 0)
+            seq, _offset, rows, _cols = REQ.unpack_from(buf, 0)
             if seq < 0:
                 break
             REP.pack_into(buf, 64, seq, 0, 0.001, rows * 40, rows * 40)
