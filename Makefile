@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) bench/engine.py
 
 bench-peers: $(STAMP)
+	command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || sudo apt-get install -y wrk \
+		|| echo "wrk is not installed: the bench runs its Python generator only"
 	$(PYTHON) bench/peers/run.py --servers raw,fastapi,litserve,rayserve,pytriton,brickwork \
 		--model matmul,onnx,pipeline --requests 3000 --warmup 200 --concurrency 32
 

@@ -89,6 +89,23 @@ class V2(Adapter):
         return outs[0]["data"]
 
 
+class V2Fixed(V2):
+    """The raw floor answers one fixed, pre-encoded v2 response whatever it is sent: check that
+    it is a v2 answer of the right size, not its values."""
+
+    def make_check(self, expected: np.ndarray) -> Callable[[int, bytes], str | None]:
+        size = int(expected.shape[-1])
+
+        def check(k: int, data: bytes) -> str | None:
+            try:
+                got = self.output(_loads(data))
+            except Exception as e:  # noqa: BLE001 - any malformed answer is an error
+                return f"bad response ({type(e).__name__}: {e}): {data[:200]!r}"
+            return None if len(got) == size else f"wrong size {len(got)} != {size}"
+
+        return check
+
+
 # --------------------------------------------------------------------------- plug-ins
 @dataclass
 class Launch:
@@ -134,9 +151,11 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
     cleanup: list[Path] = []
     args = _common_args(model, port, cache, rundir, batch, delay_ms, extra)
     n = peer.name
-    if n in ("fastapi", "litserve", "raw"):
-        script = {"fastapi": "fastapi_app.py", "litserve": "litserve_app.py",
-                  "raw": "raw_app.py"}[n]
+    if n == "raw":
+        return Launch([peer.python(), str(SERVERS / "raw_app.py"), *args], env,
+                      ("GET", "/v2/health/ready"), f"/v2/models/{model}/infer", V2Fixed())
+    if n in ("fastapi", "litserve"):
+        script = {"fastapi": "fastapi_app.py", "litserve": "litserve_app.py"}[n]
         return Launch([peer.python(), str(SERVERS / script), *args], env, ("GET", "/health"),
                       "/predict", SimpleJson())
     if n == "rayserve":
@@ -174,16 +193,21 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
                       ("GET", f"/v2/models/{model}/ready"), f"/v2/models/{model}/infer", V2())
     if n == "brickwork":
         yaml_path = write_brickwork_yaml(model, cache, rundir, batch, delay_ms)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SERVERS), env.get("PYTHONPATH")) if p)
+        # this checkout's source first, so the bench measures the code beside it
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO / "src"), str(SERVERS), env.get("PYTHONPATH")) if p)
         env["BENCH_CACHE"] = str(cache)
-        return Launch([str(BRICKWORK), "serve", str(yaml_path), "--port", str(port)], env,
+        return Launch([str(BRICKWORK), "-m", "brickwork.cli", "serve", str(yaml_path),
+                       "--port", str(port)], env,
                       ("GET", "/v2/health/ready"), f"/v2/models/{model}/infer", V2(),
                       cwd=str(REPO))
     raise KeyError(n)
 
 
 # --------------------------------------------------------------------------- brickwork
-BRICKWORK = REPO / ".venv" / "bin" / "brickwork"
+# The project's interpreter (its venv has the `server` extra); BENCH_BRICKWORK_PYTHON overrides
+# it, e.g. a shared venv when this checkout has none of its own.
+BRICKWORK = Path(os.environ.get("BENCH_BRICKWORK_PYTHON") or REPO / ".venv" / "bin" / "python")
 
 
 def write_brickwork_yaml(model: str, cache: Path, rundir: Path, batch: int,
@@ -209,14 +233,14 @@ def write_brickwork_yaml(model: str, cache: Path, rundir: Path, batch: int,
 
 def _brickwork_skip(model: str) -> str | None:
     if not BRICKWORK.exists():
-        return f"{BRICKWORK.relative_to(REPO)} does not exist yet (install the project first)"
+        return f"{BRICKWORK} does not exist yet (install the project first: make test)"
     return None
 
 
 PEERS: dict[str, Peer] = {p.name: p for p in [
-    Peer("raw", "raw asyncio HTTP, no framework (load-generator ceiling)", "bench",
-         ["numpy"], models=("matmul", "onnx", "pipeline")),
-    Peer("fastapi", "FastAPI + uvicorn, 1 process, no batching (the floor)", "fastapi",
+    Peer("raw", "the raw floor: httptools + uvloop + orjson, parses the v2 body, fixed answer",
+         "bench", ["httptools", "uvloop", "orjson"], models=("matmul", "onnx", "pipeline")),
+    Peer("fastapi", "FastAPI + uvicorn, 1 process, no batching", "fastapi",
          ["fastapi", "uvicorn", "numpy", "onnxruntime"]),
     Peer("litserve", "LitServe, batching", "litserve", ["litserve", "numpy", "onnxruntime"],
          skip_reason=lambda m: "LitServe has no multi-model composition"

@@ -28,9 +28,12 @@ def _positive(owner: str, name: str, value: float | None, *, allow_none: bool = 
 class Batching:
     """Dynamic batching of one stage.
 
-    max_batch_size: most items (rows, summed over requests) in one call of the brick. Default 1.
-    max_delay_s: how long the first request of a batch may wait for more; None = do not wait
-        (a batch is whatever is queued when the brick is free). Default None.
+    max_batch_size: most items (rows, summed over requests) in one call of the brick. Default 1:
+        a stage without ``batching`` calls its brick once per request.
+    max_delay_s: how long the first request of a batch may wait for more, spent only while
+        other requests are on their way to the stage (a lone request or light traffic goes
+        through at once); None = do not wait (a batch is whatever is queued when the brick is
+        free). Default None.
     preferred_batch_sizes: sizes the brick runs fastest at; a batch that reaches one of them is
         sent without waiting out max_delay_s.
     max_queue_size: most requests waiting in the stage; one more gets ``Overloaded`` (503).

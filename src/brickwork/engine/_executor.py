@@ -41,11 +41,12 @@ class InferResult(dict[str, np.ndarray]):
 
 
 class _Request:
-    __slots__ = ("deadline", "rungs")
+    __slots__ = ("deadline", "rungs", "visited")
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.rungs: dict[str, str] = {}
+        self.visited = 0  # bit i: the request reached stage i
 
 
 class Executor:
@@ -53,6 +54,17 @@ class Executor:
         self.plan = plan
         self.stages = stages
         self._primary = {lad.name: lad.rungs[0][0] for lad in _ladders(plan.root)}
+        # Who is still on the way to each stage: requests that entered minus those that reached
+        # the stage or left without it. A stage's batch waits for company only while some are.
+        self._bit = {name: 1 << i for i, name in enumerate(stages)}
+        self._all = (1 << len(stages)) - 1
+        self._entered = 0
+        self._reached = [0] * len(stages)  # per stage: requests that reached it, or left without
+        for i, runner in enumerate(stages.values()):
+            target = getattr(runner, "inner", runner)  # under a fault-policy guard
+            expect_from = getattr(target, "expect_from", None)
+            if expect_from is not None:
+                expect_from(self._coming_to(i))
         # per ladder, how often each rung answered (the primary's label included)
         self.rung_counts: dict[str, dict[str, int]] = {name: {} for name in self._primary}
         # zero items is a valid batch: a row-wise stage answers it with empty outputs of its
@@ -120,8 +132,30 @@ class Executor:
     async def run(self, inputs: Tensors, *, timeout_s: float | None = None) -> InferResult:
         request = _Request(time.monotonic() + timeout_s if timeout_s else None)
         env = dict(inputs)
-        await self._entry(env, request)
+        self._entered += 1
+        try:
+            await self._entry(env, request)
+        finally:
+            if request.visited != self._all:
+                self._left(request.visited)
         return InferResult({name: env[name] for name in self._outputs}, request.rungs, self._primary)
+
+    def _coming_to(self, i: int) -> Callable[[], int]:
+        reached = self._reached
+        return lambda: self._entered - reached[i]
+
+    def _reach(self, stage: str, req: _Request) -> None:
+        bit = self._bit[stage]
+        if not req.visited & bit:
+            req.visited |= bit
+            self._reached[bit.bit_length() - 1] += 1
+
+    def _left(self, visited: int) -> None:
+        """A request left without reaching some stages: it is no longer on its way to them."""
+        reached = self._reached
+        for i in range(len(reached)):
+            if not visited >> i & 1:
+                reached[i] += 1
 
     # -- the compiled hot path ---------------------------------------------------------
     def _compile(self, step: p.PlanStep) -> Callable[[Tensors, _Request], Awaitable[None]]:
@@ -149,8 +183,14 @@ class Executor:
         plain = tuple((b.port, b.source) for b in call.bindings if not b.adapters)
         adapted = tuple((b.port, b.source, b.adapters) for b in call.bindings if b.adapters)
         publish = call.publish
+        bit = self._bit[stage]
+        reached = self._reached
+        index = bit.bit_length() - 1
 
         async def run_call(env: Tensors, req: _Request) -> None:
+            if not req.visited & bit:
+                req.visited |= bit
+                reached[index] += 1
             deadline = req.deadline
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExceeded(f"deadline passed before stage {stage!r}")
@@ -198,6 +238,7 @@ class Executor:
             raise TypeError(f"unknown plan step {step!r}")
 
     async def _call(self, call: p.Call, env: Tensors, req: _Request) -> None:
+        self._reach(call.stage, req)
         if req.deadline is not None and time.monotonic() >= req.deadline:
             raise DeadlineExceeded(f"deadline passed before stage {call.stage!r}")
         args: Tensors = {}

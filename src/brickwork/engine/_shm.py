@@ -19,6 +19,7 @@ parent's segment when the worker exits.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import secrets
@@ -50,7 +51,12 @@ class TensorRef:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # a plain tuple pickles in a third of the time a slotted dataclass's state does; a ref
+        # crosses the pipe in every batch's message, both ways
+        return (TensorRef, (self.name, self.dtype, self.shape, self.offset, self.arena))
 
 
 def layout(specs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> tuple[dict[str, int], int]:
@@ -64,9 +70,9 @@ def layout(specs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> tuple[
 
 
 def _view(buf: Any, ref: TensorRef) -> np.ndarray:
-    dtype = np.dtype(ref.dtype)
-    count = int(np.prod(ref.shape, dtype=np.int64))
-    return np.frombuffer(buf, dtype=dtype, count=count, offset=ref.offset).reshape(ref.shape)
+    # np.ndarray over the buffer: ~2 us, against ~15 us for np.prod + frombuffer + reshape (a
+    # view is taken per tensor per batch, on both sides of a process worker)
+    return np.ndarray(ref.shape, dtype=ref.dtype, buffer=buf, offset=ref.offset)
 
 
 class NoSharedMemory(Exception):

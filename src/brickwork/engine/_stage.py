@@ -2,9 +2,13 @@
 
 ``submit`` queues the request and *pumps*: while a replica is free and a batch is due, the
 batch goes to the least-loaded live replica; a completed batch pumps again; a batch that is not
-due yet arms one timer. There is no dispatcher task, so an in-process hop costs one future. An
-``inline`` stage that is idle with nothing queued runs the request right away (a batch is
-whatever is queued when the brick is free).
+due yet arms one timer. A batch that is not full waits for company (``max_delay_s``) only while
+other requests are on their way to this stage: the executor tells the stage how many requests
+in flight have not reached it yet (:meth:`Stage.expect_from`); when none has, a free replica
+takes what is queued at once, so light traffic pays no batching delay. There is no dispatcher
+task, so an in-process hop costs one future. An ``inline`` stage without ``max_delay_s`` that
+is idle with nothing queued runs the request right away (a batch is whatever is queued when the
+brick is free).
 
 Failures: when a merged batch raises a request error (the model's fault), its requests are run
 again one by one so only the culprit fails. When a worker dies holding a batch
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..batching import BatchQueue, LatencyProfile, Pending, batch_key, rows_of
@@ -60,6 +64,7 @@ class Stage:
         self._pump_soon = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._coming: Callable[[], int] | None = None
         for r in self.replicas:
             if hasattr(r, "on_change"):
                 r.on_change = self._pump  # a worker died or came back: dispatch again
@@ -84,6 +89,8 @@ class Stage:
         if not self._pump_soon:  # pump once this loop tick's other callers have queued too
             self._pump_soon = True
             loop.call_soon(self._pump_later)
+        if deadline is None:  # no timer to arm: skip a coroutine frame per request
+            return await fut
         return await self._wait(fut, deadline, loop)
 
     def stats(self) -> Mapping[str, Any]:
@@ -104,6 +111,11 @@ class Stage:
 
     def reset_stats(self) -> None:
         self.stats_.reset()
+
+    def expect_from(self, coming: Callable[[], int]) -> None:
+        """``coming()``: how many requests in flight may still reach this stage (the executor
+        counts them). Without it the stage waits out ``max_delay_s`` whatever the traffic."""
+        self._coming = coming
 
     def live_replicas(self) -> int:
         return sum(1 for r in self.replicas if r.alive)
@@ -210,14 +222,15 @@ class Stage:
                 # only a full batch may queue behind a running one, unless the replica is far
                 # away (a Ray actor: a round trip costs more than a partial batch saves)
                 busy = replica.inflight > 0 and not getattr(replica, "remote", False)
-                batch = self.queue.take(now, full_only=busy)
+                coming = None if self._coming is None else self._coming()
+                batch = self.queue.take(now, full_only=busy, coming=coming)
                 if batch.expired:
                     self._fail(batch.expired, DeadlineExceeded(
                         f"deadline passed while queued in stage {self.name!r}"))
                 if not batch.requests and busy:
                     return
                 if not batch.requests:
-                    due = self.queue.due_in(now)
+                    due = self.queue.due_in(now, coming=coming)
                     if due is None or due > 0:
                         if due is not None:
                             self._arm(now + due)
