@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Batching", "Breaker", "FaultPolicy", "StageOptions", "WorkerKind"]
+__all__ = ["STAGE_KEYS", "Batching", "Breaker", "FaultPolicy", "StageOptions", "WorkerKind"]
 
 WorkerKind = Literal["inline", "thread", "process", "ray"]
 WORKER_KINDS: tuple[str, ...] = ("inline", "thread", "process", "ray")
@@ -66,7 +66,15 @@ class Batching:
 class Breaker:
     """Circuit breaker: opens after ``failures`` consecutive failures, or when the failure ratio
     over the last ``window`` calls reaches ``failure_ratio``; after ``reset_after_s`` it lets
-    ``half_open_probes`` calls through and closes when they succeed."""
+    ``half_open_probes`` calls through and closes when they succeed.
+
+    failures: consecutive failures that open the circuit. Default 5.
+    failure_ratio: also open when this fraction (0, 1] of the last ``window`` calls failed;
+        None = off. Default None.
+    window: how many recent calls ``failure_ratio`` looks at. Default 20.
+    reset_after_s: seconds the circuit stays open before probing again. Default 5.0.
+    half_open_probes: calls let through while half-open; all must succeed to close. Default 1.
+    """
 
     failures: int = 5
     failure_ratio: float | None = None
@@ -116,7 +124,17 @@ class FaultPolicy:
 
 @dataclass(frozen=True, slots=True)
 class StageOptions:
-    """How one node runs. ``batching``/``worker`` None = the pipeline's default / the brick's."""
+    """How one node runs. ``batching``/``worker`` None = the pipeline's default / the brick's.
+
+    batching: dynamic batching of this stage (a mapping of :class:`Batching` fields); None =
+        the pipeline's ``defaults: batching`` (without one, batches of 1).
+    replicas: copies of the brick serving this stage concurrently. Default 1.
+    worker: where the brick runs: "inline" (the event loop), "thread", "process"; None = the
+        brick's choice (thread for bricks that block, inline otherwise). "ray" is refused
+        until the ray backend exists.
+    device: "cpu" or "cuda[:N]". Default "cpu".
+    policy: the :class:`FaultPolicy`; in YAML and as keyword options its fields are given flat.
+    """
 
     batching: Batching | None = None
     replicas: int = 1
@@ -143,6 +161,10 @@ class StageOptions:
                 f"unknown option(s) {unknown}; options are {sorted(own | policy_keys)}"
             )
         if isinstance(changes.get("batching"), dict):
+            known = {f.name for f in fields(Batching)}
+            bad = sorted(set(changes["batching"]) - known)
+            if bad:
+                raise ConfigError(f"unknown batching field(s) {bad}; batching fields are {sorted(known)}")
             changes["batching"] = Batching(**changes["batching"])
         if isinstance(policy_changes.get("breaker"), dict):
             known = {f.name for f in fields(Breaker)}
@@ -154,3 +176,16 @@ class StageOptions:
         if policy_changes:
             new = replace(new, policy=replace(new.policy, **policy_changes))
         return new
+
+
+def _stage_keys() -> frozenset[str]:
+    """The keys a brick entry (YAML) or a factory (``bw.onnx(..., **options)``) takes as stage
+    options: StageOptions' fields with the policy's fields given flat."""
+    own = {f.name for f in fields(StageOptions) if f.name != "policy"}
+    return frozenset(own | {f.name for f in fields(FaultPolicy)})
+
+
+# The one list of stage-option keys: the YAML loader, the Python factories, dump_graph and the
+# YAML reference (docs/yaml.md) all read it. Derived from the dataclasses, so it cannot drift.
+STAGE_KEYS: frozenset[str] = _stage_keys()
+

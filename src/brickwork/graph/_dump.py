@@ -99,6 +99,8 @@ class _Dumper:
                 tail["default"] = {k: _plain_value(v) for k, v in step.default.items()}
             if step.on != "machinery":
                 tail["on"] = step.on
+            if step.name is not None:
+                tail["name"] = step.name
             if tail:
                 ladder.append(tail)
             return {"fallback": ladder}
@@ -215,15 +217,20 @@ class _Renderer:
             self.tails = tails
             return tails
         if isinstance(step, p.Ladder):
+            # each rung starts from where the previous rung ends (its result: the vote of an
+            # ensemble, the last brick of a sequence), on failure
             tails = []
             prev = heads
             for i, (_label, s) in enumerate(step.rungs):
                 start = len(self.edges)
-                tails += self.walk(s, prev)
-                if i and len(self.edges) > start:
-                    src, dst, _ = self.edges[start]
-                    self.edges[start] = (src, dst, "on failure")
-                prev = [self.edges[start][1]] if len(self.edges) > start else prev
+                out = self.walk(s, prev)
+                if i:
+                    for j in range(start, len(self.edges)):
+                        src, dst, label = self.edges[j]
+                        if src in prev:
+                            self.edges[j] = (src, dst, "; ".join(x for x in ("on failure", label) if x))
+                tails += out
+                prev = out
             if step.default is not None:
                 key = self.new(f"{step.name}: default answer", "round")
                 self.edge_all(prev, key, "on failure")
