@@ -65,7 +65,10 @@ def _to_spec(item: SpecLike) -> TensorSpec:
         return item
     if isinstance(item, tuple):
         return TensorSpec(*item)
-    raise SpecError(f"expected a TensorSpec or (name, dtype[, shape]) tuple, got {item!r}")
+    if isinstance(item, Mapping) and "name" in item:
+        return TensorSpec(item["name"], item.get("datatype", item.get("dtype")), item.get("shape"))
+    raise SpecError(f"expected a TensorSpec, (name, dtype[, shape]) or {{name, datatype, shape}}, "
+                    f"got {item!r}")
 
 
 def _specs(value: Any, default_name: str,

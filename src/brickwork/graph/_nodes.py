@@ -8,22 +8,23 @@ class's ``config_keys`` table) as keywords; a unit test holds the two together.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..bricks import Brick
-from ..errors import ConfigError
+from ..errors import ConfigError, SpecError
 from ..options import STAGE_KEYS, StageOptions
 from ._steps import Node
 
-__all__ = ["brick", "function", "http", "onnx", "sklearn", "torch", "transformers"]
+__all__ = ["brick", "cast", "function", "http", "onnx", "sklearn", "torch", "transformers"]
 
 
 def brick(b: Brick, *, name: str | None = None, **options: Any) -> Node:
     """Place any object following the :class:`~brickwork.Brick` protocol in a graph."""
     for attr in ("signature", "load", "warmup", "close"):
-        if not hasattr(b, attr):
+        if not _has(b, attr):
             raise ConfigError(f"{b!r} is not a brick: it has no {attr!r}")
     node_name = name or b.name
     if name and getattr(b, "name", None) != name:
@@ -31,6 +32,18 @@ def brick(b: Brick, *, name: str | None = None, **options: Any) -> Node:
     stage_options = StageOptions().updated(**options)
     place(b, stage_options)
     return Node(b, node_name, options=stage_options)
+
+
+def _has(obj: Any, attr: str) -> bool:
+    """hasattr (reading ``signature`` loads the model, so a bad one fails here), except that a
+    signature known only once the graph compiles (a cast brick's) counts as present."""
+    try:
+        getattr(obj, attr)
+    except AttributeError:
+        return False
+    except SpecError:
+        inspect.getattr_static(obj, attr)
+    return True
 
 
 def place(b: Brick, options: StageOptions) -> None:
@@ -101,6 +114,16 @@ def transformers(path: str | Path, *, task: str, name: str | None = None,
 
     return brick(TransformersBrick(path, task=task, name=name, max_length=max_length,
                                    device=options.get("device", "cpu")), **options)
+
+
+def cast(targets: Any, *, name: str | None = None, inputs: Any = None, **options: Any) -> Node:
+    """Cast tensors to other datatypes, losing precision but refusing values that do not fit
+    (``bw.cast({"x": "FP32"})``): the step compile() asks for on a lossy edge. Each tensor keeps
+    its name and shape; ``inputs`` declares the specs before the cast (default: the edge's).
+    See :mod:`brickwork.bricks.cast`."""
+    from ..bricks.cast import CastBrick
+
+    return brick(CastBrick(targets, name=name, inputs=inputs), **options)
 
 
 def http(url: str, *, name: str | None = None, **config: Any) -> Node:
