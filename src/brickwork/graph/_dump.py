@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import yaml
 
 from .. import plan as p
 from ..errors import ConfigError
-from ..options import Batching, Breaker, FaultPolicy, StageOptions
+from ..options import STAGE_KEYS, Batching, Breaker, StageOptions
 from ._steps import Ensemble, Fallback, Graph, Node, Parallel, Sequence_, Step, Switch
 
 __all__ = ["dump_graph", "render"]
 
 
-def _non_default(obj: Any) -> dict[str, Any]:
+def _non_default(obj: Any, base: Any = None) -> dict[str, Any]:
+    """Fields of ``obj`` that differ from ``base`` (default: the class's defaults)."""
     out = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        default = f.default_factory() if callable(f.default_factory) else f.default
+        if base is not None:
+            default = getattr(base, f.name)
+        else:
+            default = f.default_factory() if callable(f.default_factory) else f.default
         if value != default:
             out[f.name] = _plain(value)
     return out
@@ -33,16 +37,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _stage_options(options: StageOptions) -> dict[str, Any]:
-    out = {k: v for k, v in _non_default(options).items() if k != "policy"}
-    if options.batching is not None:
+def _stage_options(options: StageOptions, base: StageOptions | None = None) -> dict[str, Any]:
+    """The stage-option keys (STAGE_KEYS, policy fields flat) where ``options`` differs from
+    ``base``: what the loader must apply to ``base`` to get ``options`` back. A brick entry's
+    base is the file's ``defaults:`` without batching, as the loader reads it."""
+    base = base or StageOptions()
+    out = {k: v for k, v in _non_default(options, base).items() if k != "policy"}
+    if options.batching is not None and "batching" in out:
         out["batching"] = _non_default(options.batching)
-    out.update(_non_default(options.policy) if options.policy != FaultPolicy() else {})
+    out.update(_non_default(options.policy, base.policy))
+    assert set(out) <= STAGE_KEYS  # the loader reads exactly these keys
     return out
 
 
 class _Dumper:
-    def __init__(self) -> None:
+    def __init__(self, base: StageOptions) -> None:
+        self.base = base
         self.bricks: dict[str, Any] = {}
         self.graphs: dict[str, Any] = {}
 
@@ -53,7 +63,7 @@ class _Dumper:
                 raise ConfigError(f"brick {node.name!r} has no spec(); it cannot be written to YAML")
             spec = make_spec()
             entry: dict[str, Any] = dict(spec.config)
-            entry.update(_stage_options(node.options))
+            entry.update(_stage_options(node.options, self.base))
             rename = {k: dict(v) for k, v in (("inputs", node.inputs), ("outputs", node.outputs)) if v}
             if rename:
                 entry["rename"] = rename
@@ -122,7 +132,8 @@ def dump_graph(graph: Graph, *, defaults: StageOptions | None = None,
                example: Any = None) -> str:
     """The YAML text of a graph whose bricks all have a ``spec()`` (built from files or
     importable functions)."""
-    d = _Dumper()
+    base = replace(defaults, batching=None) if defaults is not None else StageOptions()
+    d = _Dumper(base)
     root = d.step(graph.root)
     doc: dict[str, Any] = {"name": graph.name}
     if defaults is not None and _stage_options(defaults):
