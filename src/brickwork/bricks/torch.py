@@ -40,7 +40,11 @@ def _spec_list(value: Any, where: str) -> list[TensorSpec]:
                 for v in value]
     if isinstance(value, Mapping):  # YAML gives {x: [FP32, [-1, 4]]}: lists, not tuples
         value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    specs = _specs(value, where)
+    def untyped(name: str, index: int, count: int) -> TensorSpec:
+        raise ConfigError(f"torch brick {where} {name!r} is declared without a datatype (a module "
+                          f"has no type hints to take it from): give one, e.g. {{{name!r}: 'FP32'}}")
+
+    specs = _specs(value, where, untyped)
     for s in specs:
         if s.dtype == "BYTES":
             raise ConfigError(f"torch brick {where} {s.name!r} is BYTES; torch has no string "
