@@ -68,9 +68,11 @@ class ConfigKey:
 # JSON Schema fragments shared by the brick tables.
 PATH: Mapping[str, Any] = {"type": "string"}
 TENSORS: Mapping[str, Any] = {
-    "description": "a tensor name, a list of names, or a list of {name, datatype, shape}",
+    "description": "a tensor name, a list of names or of {name, datatype, shape}, or a "
+                   "mapping name -> datatype or [datatype, shape]",
     "anyOf": [
         {"type": "string"},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "array"}]}},
         {"type": "array", "items": {"anyOf": [
             {"type": "string"},
             {"type": "object", "required": ["name"], "additionalProperties": False,

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import ConfigError, RequestError, UpstreamError
 from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
-from ._base import TENSORS, BaseBrick, BrickSpec, ConfigKey
+from ._base import BaseBrick, BrickSpec, ConfigKey
 
 __all__ = ["HttpBrick", "RemoteV2Brick", "make_http_brick"]
 
@@ -111,6 +111,13 @@ def _unknown(config: Mapping[str, Any], brick: str, known: list[str]) -> None:
 
 
 _URL = {"type": "string", "pattern": "^https?://"}
+_DECLARED = {
+    "description": "a list of {name, datatype, shape}, or a mapping name -> datatype",
+    "anyOf": [
+        {"type": "array", "items": {"type": "object", "required": ["name"]}},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "object"}]}},
+    ],
+}
 _COMMON = (
     ConfigKey("call_timeout_s", {"type": ["number", "null"], "exclusiveMinimum": 0},
               "seconds one HTTP call may take; null = no limit; default 30.0"),
@@ -120,9 +127,9 @@ _COMMON = (
 _V2_KEYS = (
     ConfigKey("model", {"type": "string"}, "the upstream's model name", required=True),
     ConfigKey("version", {"type": "string"}, "the upstream model's version"),
-    ConfigKey("inputs", TENSORS, "declared inputs; default: read from the upstream's metadata "
+    ConfigKey("inputs", _DECLARED, "declared inputs; default: read from the upstream's metadata "
               "(declaring inputs and outputs lets the brick start while the upstream is down)"),
-    ConfigKey("outputs", TENSORS, "declared outputs; default: read from the upstream's metadata"),
+    ConfigKey("outputs", _DECLARED, "declared outputs; default: read from the upstream's metadata"),
     ConfigKey("api_key", {"type": "string"}, "sent as ``Authorization: Bearer``; ${VAR} reads "
               "the environment"),
     ConfigKey("binary", {"type": "boolean"}, "binary tensor requests; default true"),
@@ -244,8 +251,8 @@ class HttpBrick(BaseBrick):
     config_keys = (
         ConfigKey("http", _URL, "the endpoint's URL (with ``model:``, a v2 server's base URL)",
                   required=True),
-        ConfigKey("inputs", TENSORS, "the declared inputs (required for a plain JSON endpoint)"),
-        ConfigKey("outputs", TENSORS, "the declared outputs (required for a plain JSON endpoint)"),
+        ConfigKey("inputs", _DECLARED, "the declared inputs (required for a plain JSON endpoint)"),
+        ConfigKey("outputs", _DECLARED, "the declared outputs (required for a plain JSON endpoint)"),
         ConfigKey("request", {}, "the request body template; \"{input}\" is that input's value; "
                   "default {input: value, ...}"),
         ConfigKey("response", {"type": "object", "additionalProperties": {"type": "string"}},

@@ -163,6 +163,8 @@ def _type_text(schema: Any) -> str:
         return " \\| ".join(f"`{v}`" if v is not None else "null" for v in schema["enum"])
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1].replace("_", " ")
+    if "anyOf" in schema and "description" in schema:  # a shared fragment that says its forms
+        return str(schema["description"])
     if "anyOf" in schema:
         return " or ".join(_type_text(s) for s in schema["anyOf"])
     t = schema.get("type")
