@@ -157,3 +157,10 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == f"brickwork {bw.__version__}"
+
+
+def test_an_http_declaration_without_a_datatype_is_refused() -> None:
+    """A declared http input/output without a datatype became FP32 silently."""
+    with pytest.raises(ConfigError, match="outputs 'score' has no datatype"):
+        bw.http("http://127.0.0.1:9/v1", inputs=[{"name": "x", "datatype": "FP32"}],
+                outputs=[{"name": "score"}])

@@ -73,7 +73,11 @@ def _specs(value: Any, what: str, brick: str) -> list[TensorSpec] | None:
         if isinstance(v, TensorSpec):
             out.append(v)
         elif isinstance(v, Mapping) and "name" in v:
-            out.append(TensorSpec(v["name"], v.get("datatype", v.get("dtype", "FP32")), v.get("shape", (-1,))))
+            dtype = v.get("datatype", v.get("dtype"))
+            if dtype is None:  # never guess: a wrong datatype would answer wrongly, silently
+                raise ConfigError(f"http brick {brick!r}: {what} {v['name']!r} has no datatype; "
+                                  f"declare it, e.g. {{name: {v['name']}, datatype: FP32, shape: [-1]}}")
+            out.append(TensorSpec(v["name"], dtype, v.get("shape", (-1,))))
         else:
             raise ConfigError(f"http brick {brick!r}: each of {what} needs name and datatype, got {v!r}")
     return out
