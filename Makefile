@@ -1,13 +1,13 @@
 # brickwork: two commands on a fresh clone.
 #   make demo   creates .venv, installs, runs the contracts pipeline on real OCR models
-#   make test   creates .venv, installs every extra the suite uses, runs the whole suite
+#   make test   creates .venv, installs every extra the suite uses (and Debian's chromium), runs the whole suite
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-EXTRAS := onnx,sklearn,torch,hf,server,examples,dev
+EXTRAS := onnx,sklearn,torch,hf,server,grpc,ray,examples,federated,accel,dev
 
-.PHONY: demo test lint bench bench-peers clean
+.PHONY: demo test lint bench bench-peers grpc-proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(PY) -m examples.contracts.demo
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)  # for tests/e2e/test_export_web.py
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -32,6 +33,10 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(PYTHON) bench/peers/run.py --servers raw,fastapi,litserve,rayserve,pytriton,brickwork \
 		--model matmul,onnx,pipeline --requests 3000 --warmup 200 --concurrency 32
+
+# after an edit of src/brickwork/protocol/grpc_service.proto (needs grpcio-tools, in dev)
+grpc-proto: $(STAMP)
+	$(PY) tools/gen_grpc_descriptor.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

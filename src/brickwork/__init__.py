@@ -6,6 +6,7 @@
     pipeline.infer({"text": ["hello"]})
 """
 
+from .accel import optimize
 from .bricks import BaseBrick, Brick, BrickSpec, Tensor
 from .engine import InferResult
 from .errors import (
@@ -13,6 +14,7 @@ from .errors import (
     BuildError,
     ConfigError,
     DeadlineExceeded,
+    FederatedError,
     GraphError,
     InterfaceMismatch,
     InvalidInput,
@@ -52,12 +54,21 @@ from .spec import Signature, TensorSpec
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``bw.federated`` is imported on first use, so ``import brickwork`` stays light."""
+    if name == "federated":
+        import importlib
+
+        return importlib.import_module(".federated", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "BaseBrick", "Batching", "Breaker", "Brick", "BrickSpec", "BrickworkError", "BuildError",
-    "ConfigError", "DeadlineExceeded", "FaultPolicy", "Graph", "GraphError", "InferResult",
+    "ConfigError", "DeadlineExceeded", "FaultPolicy", "FederatedError", "Graph", "GraphError", "InferResult",
     "InterfaceMismatch", "InvalidInput", "ModelError", "Node", "NotFound", "Overloaded",
     "PayloadTooLarge", "Pipeline", "Plan", "RequestError", "Signature", "SpecError",
     "StageOptions", "Step", "Tensor", "TensorSpec", "Unauthorized", "UpstreamError",
     "WorkerCrashed", "__version__", "brick", "cast", "ensemble", "fallback", "function", "graph",
-    "group", "http", "onnx", "parallel", "sklearn", "switch", "torch", "transformers",
+    "group", "http", "onnx", "optimize", "parallel", "sklearn", "switch", "torch", "transformers",
 ]

@@ -6,6 +6,7 @@
     │   ├── GraphError                 cycles, dangling inputs, duplicate or unknown names
     │   │   └── InterfaceMismatch      an edge whose two ends do not fit
     │   └── ConfigError                a malformed pipeline file or option
+    ├── FederatedError                 a federated run cannot go on (no quorum, no client left)
     └── RequestError                   a problem with one request; carries `status` (HTTP)
         ├── InvalidInput        400    the caller sent something wrong
         ├── NotFound            404    unknown model / version
@@ -32,6 +33,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "DeadlineExceeded",
+    "FederatedError",
     "GraphError",
     "InterfaceMismatch",
     "InvalidInput",
@@ -76,6 +78,10 @@ class InterfaceMismatch(GraphError):
 
 class ConfigError(BuildError):
     """A pipeline file or option is malformed; the message names the file, field and fix."""
+
+
+class FederatedError(BrickworkError):
+    """A federated training run cannot go on: too few clients answered, or every client is gone."""
 
 
 class RequestError(BrickworkError):

@@ -81,15 +81,31 @@ class Served:
     output: list[str]
 
 
+_PENDING: dict[int, bytearray] = {}  # per server PID: output read but not yet split into lines
+
+
 def _read_line(proc: subprocess.Popen[str], deadline: float) -> str | None:
+    """The next line of the server's stdout ("" at EOF), None on timeout or exit. Reads the raw
+    pipe: ``select`` on a buffered reader misses a second line that arrived in the same chunk
+    as the first (the gRPC and HTTP lines often do), and would wait for output that came."""
     assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            return proc.stdout.readline()
-        if proc.poll() is not None:
+    fd = proc.stdout.fileno()
+    pending = _PENDING.setdefault(proc.pid, bytearray())
+    while True:
+        end = pending.find(b"\n")
+        if end >= 0:
+            line = bytes(pending[:end + 1])
+            del pending[:end + 1]
+            return line.decode(errors="replace")
+        if time.monotonic() >= deadline:
             return None
-    return None
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return ""
+            pending += chunk
+        elif proc.poll() is not None:
+            return None
 
 
 def start(files: list[Path], *args: str, cwd: Path, timeout_s: float = 60.0) -> Served:

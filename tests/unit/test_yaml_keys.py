@@ -14,7 +14,7 @@ import brickwork as bw
 from brickwork.cli import main
 from brickwork.errors import ConfigError
 from brickwork.graph import dump_graph, load_graph, parse_pipeline, render
-from brickwork.options import STAGE_KEYS, FaultPolicy, StageOptions
+from brickwork.options import STAGE_KEYS, Autoscale, FaultPolicy, RayPlacement, StageOptions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -29,18 +29,22 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_stage_keys_are_the_option_fields_and_every_one_is_accepted_everywhere(tmp_path: Path) -> None:
     from dataclasses import fields
 
-    assert STAGE_KEYS == ({f.name for f in fields(StageOptions)} - {"policy"}) | {f.name for f in fields(FaultPolicy)}
-    values = {"batching": {"max_batch_size": 4}, "replicas": 2, "worker": "thread", "device": "cpu",
-              "timeout_s": 1.5, "retries": 1, "retry_budget": 0.5, "breaker": {"failures": 2},
-              "retry_on": "any", "health_timeout_s": 9.0}
+    # autoscale is spelled replicas: {min, max}; the policy's fields are given flat
+    assert STAGE_KEYS == ({f.name for f in fields(StageOptions)} - {"policy", "autoscale"}) | {
+        f.name for f in fields(FaultPolicy)}
+    values = {"batching": {"max_batch_size": 4}, "replicas": {"min": 1, "max": 3}, "worker": "thread",
+              "device": "cpu", "ray": {"num_cpus": 1}, "timeout_s": 1.5, "retries": 1,
+              "retry_budget": 0.5, "breaker": {"failures": 2}, "retry_on": "any",
+              "health_timeout_s": 9.0, "retry_backoff_s": 0.01, "retry_backoff_max_s": 0.5,
+              "max_down_s": 20.0}
     assert set(values) == STAGE_KEYS  # a new option must be added here (and is then checked below)
     entry = ", ".join(f"{k}: {v!r}".replace("'", '"') for k, v in values.items())
     text = (f"name: keys\ndefaults: {{{entry}}}\n"
             f"bricks:\n  a: {{python: 'textfns:length', {entry}}}\ngraph: a\n")
     parsed = load_graph(write(tmp_path, text))
     node = parsed.graph.root
-    expected = StageOptions().updated(**{**values, "batching": bw.Batching(max_batch_size=4),
-                                         "breaker": bw.Breaker(failures=2)})
+    expected = StageOptions().updated(**values)
+    assert expected.autoscale == Autoscale(min=1, max=3) and expected.ray == RayPlacement(num_cpus=1)
     assert node.options == expected and parsed.defaults == expected
     python = bw.function(_length, name="a", **values)
     assert python.options == expected
@@ -108,14 +112,15 @@ def test_http_factory_splits_stage_options_by_the_shared_keys() -> None:
     assert node.brick.call_timeout_s == 1.0
 
 
-def test_worker_ray_is_refused_when_the_graph_compiles(tmp_path: Path) -> None:
+def test_worker_ray_is_refused_when_the_graph_compiles_for_a_local_backend(tmp_path: Path) -> None:
     text = "name: t\nbricks:\n  a: {python: 'textfns:length', worker: ray}\ngraph: a\n"
     parsed = load_graph(write(tmp_path, text))
-    with pytest.raises(ConfigError, match="worker 'ray' is refused: the ray backend is not available"):
+    with pytest.raises(ConfigError, match="worker='ray', which the 'local' backend does not run"):
         parsed.compile()
-    with pytest.raises(ConfigError, match="ray backend is not available"):
+    with pytest.raises(ConfigError, match="use backend='ray'"):
         bw.function(_length, worker="ray").compile()
     assert main(["validate", str(tmp_path / "p.yaml")]) == 1
+    assert main(["validate", "--backend", "ray", str(tmp_path / "p.yaml")]) == 0  # nothing starts
 
 
 def test_a_ladders_name_survives_the_yaml_round_trip(tmp_path: Path) -> None:

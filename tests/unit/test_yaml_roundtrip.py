@@ -32,7 +32,7 @@ from brickwork.graph import (
     load_graph,
     parse_pipeline,
 )
-from brickwork.options import StageOptions
+from brickwork.options import Autoscale, RayPlacement, StageOptions
 from brickwork.testing import FakeBrick
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -85,7 +85,14 @@ breaker = st.builds(bw.Breaker, failures=st.integers(1, 5), failure_ratio=st.sam
                     half_open_probes=st.integers(1, 2))
 options = st.fixed_dictionaries({}, optional={
     "batching": st.none() | batching,
-    "replicas": st.integers(1, 3),
+    "replicas": st.integers(1, 3) | st.builds(
+        Autoscale, min=st.integers(1, 2), max=st.integers(2, 4),
+        down_after_s=st.sampled_from([30.0, 5.0])),
+    "ray": st.none() | st.builds(RayPlacement, num_cpus=st.sampled_from([0, 1]),
+                                 resources=st.sampled_from([{}, {"node_b": 1.0}]), spread=st.booleans()),
+    "retry_backoff_s": st.sampled_from([None, 0.05, 0.2]),
+    "retry_backoff_max_s": st.sampled_from([2.0, 1.0]),
+    "max_down_s": st.sampled_from([None, 300.0, 10.0]),
     "worker": st.sampled_from([None, "inline", "thread", "process"]),
     "device": st.sampled_from(["cpu", "cuda:0"]),
     "timeout_s": st.sampled_from([None, 0.25, 2.0]),

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import plan as p
 from ..adapters import fit
-from ..errors import ConfigError, GraphError, InterfaceMismatch
+from ..errors import GraphError, InterfaceMismatch
 from ..options import Batching
 from ..spec import TensorSpec, to_numpy_dtype
 
@@ -22,14 +22,7 @@ if TYPE_CHECKING:  # the walk dispatches on the step's class name, so _steps (wh
     # compile_plan from Step.compile) is not imported at run time: no import cycle
     from ._steps import Ensemble, Fallback, Graph, Node, Parallel, Sequence_, Step, Switch
 
-__all__ = ["UNAVAILABLE_WORKERS", "compile_plan"]
-
-# Worker kinds the options accept but no backend runs yet, with the reason: compile() (and so
-# `brickwork validate`) refuses them instead of the pipeline failing at start. Lift an entry
-# when its backend lands.
-UNAVAILABLE_WORKERS: dict[str, str] = {
-    "ray": "the ray backend is not available in this version; use worker: process (or thread)",
-}
+__all__ = ["compile_plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +100,6 @@ class _Compiler:
                 )
             bindings.append(p.Binding(port.name, source, adapters))
         self.nodes[node.name] = node
-        if node.options.worker in UNAVAILABLE_WORKERS:
-            raise ConfigError(f"brick {node.name!r}: worker {node.options.worker!r} is refused: "
-                              f"{UNAVAILABLE_WORKERS[node.options.worker]}")
         if node.name not in self.stages:
             self.stages[node.name] = p.StagePlan(
                 name=node.name, brick=node.brick, signature=sig, options=node.options,

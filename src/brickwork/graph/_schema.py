@@ -12,11 +12,12 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any
 
 from ..bricks import ConfigKey, config_keys, kind_class, known_kinds
-from ..options import STAGE_KEYS, Batching, Breaker, FaultPolicy, StageOptions
+from ..options import STAGE_KEYS, Autoscale, Batching, Breaker, FaultPolicy, RayPlacement, StageOptions
 from ._keys import COMBINATORS, GRAPH_ENTRY_KEYS, LADDER_TAIL_KEYS, NODE_OWN_KEYS, TOP_KEYS
 
 __all__ = ["documented_kinds", "json_schema", "json_schema_text", "reference_markdown"]
@@ -64,6 +65,8 @@ def _type_schema(hint: Any) -> dict[str, Any]:
     if origin is tuple:
         args = typing.get_args(hint)
         return {"type": "array", "items": _type_schema(args[0])}
+    if origin is Mapping or origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(typing.get_args(hint)[1])}
     if isinstance(hint, type) and is_dataclass(hint):
         return {"$ref": f"#/$defs/{hint.__name__.lower()}"}
     simple = {int: {"type": "integer"}, float: {"type": "number"}, str: {"type": "string"},
@@ -78,8 +81,21 @@ def _dataclass_fields(cls: type, skip: tuple[str, ...] = ()) -> list[tuple[str, 
             for f in fields(cls) if f.name not in skip]
 
 
+# the option dataclasses a stage option holds: $defs name -> (class, reference heading)
+_OPTION_PARTS: dict[str, tuple[type, str]] = {
+    "batching": (Batching, "`batching:`"),
+    "breaker": (Breaker, "`breaker:`"),
+    "autoscale": (Autoscale, "`replicas: {min, max, ...}` (autoscaling)"),
+    "rayplacement": (RayPlacement, "`ray:` (placement on the ray backend)"),
+}
+
+
 def _stage_fields() -> list[tuple[str, dict[str, Any], str, Any]]:
-    rows = _dataclass_fields(StageOptions, skip=("policy",)) + _dataclass_fields(FaultPolicy)
+    rows = (_dataclass_fields(StageOptions, skip=("policy", "autoscale"))
+            + _dataclass_fields(FaultPolicy))
+    # StageOptions.updated reads replicas: {min, max, ...} as autoscaling
+    rows = [(n, {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/autoscale"}]}, d, v)
+            if n == "replicas" else (n, s, d, v) for n, s, d, v in rows]
     assert {r[0] for r in rows} == STAGE_KEYS  # the loader's list and this one are the same
     return rows
 
@@ -134,8 +150,7 @@ def json_schema() -> dict[str, Any]:
         **_object(TOP_KEYS),
         "$defs": {
             "stage_options": _object(stage),
-            "batching": _object(_dataclass_fields(Batching)),
-            "breaker": _object(_dataclass_fields(Breaker)),
+            **{name: _object(_dataclass_fields(cls)) for name, (cls, _) in _OPTION_PARTS.items()},
             "tensor": _object([
                 ConfigKey("name", {"type": "string"}, "", required=True),
                 ConfigKey("datatype", {"type": "string"}, "a v2 datatype: FP32, INT64, BYTES, ..."),
@@ -221,8 +236,8 @@ def reference_markdown() -> str:
         "Also allowed under `defaults:` (they apply to every brick that sets none). The fault "
         "policy's fields (`timeout_s` …) are given flat; see [faults.md](faults.md).", "",
         *_table(_stage_fields()), "",
-        "### `batching:`", "", *_table(_dataclass_fields(Batching)), "",
-        "### `breaker:`", "", *_table(_dataclass_fields(Breaker)), "",
+        *(line for _, (cls, title) in _OPTION_PARTS.items()
+          for line in (f"### {title}", "", *_table(_dataclass_fields(cls)), "")),
         "## Brick kinds", "",
         "The same keys are keyword arguments of the Python factories (`bw.onnx(path, "
         "providers=...)`, `bw.cast({...})` …); see [bricks.md](bricks.md).", "",

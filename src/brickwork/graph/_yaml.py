@@ -39,7 +39,7 @@ import yaml
 
 from ..bricks import config_keys, kind_class, known_kinds
 from ..errors import BrickworkError, ConfigError
-from ..options import STAGE_KEYS, Batching, Breaker, StageOptions
+from ..options import STAGE_KEYS, Autoscale, Batching, Breaker, RayPlacement, StageOptions
 from ..spec import TensorSpec
 from ._keys import COMBINATORS, GRAPH_ENTRY_KEYS, LADDER_TAIL_KEYS, NODE_KEYS, TOP_KEYS, names
 from ._nodes import place
@@ -125,7 +125,8 @@ class _Parser:
 
     def check_options(self, mapping: Any) -> None:
         """Stage options, their ``batching:`` and ``breaker:`` mappings included."""
-        for key, cls in (("batching", Batching), ("breaker", Breaker)):
+        for key, cls in (("batching", Batching), ("breaker", Breaker), ("ray", RayPlacement),
+                         ("replicas", Autoscale)):
             if isinstance(mapping.get(key), dict):
                 self.check_keys(mapping[key], {f.name for f in fields(cls)}, key)
 

@@ -25,6 +25,11 @@ class ServerConfig:
         server stops anyway. Default 30 s.
     workers: server processes sharing the port (each loads every pipeline). Default 1.
     backlog: the listening socket's accept queue. Default 2048.
+    grpc_port: also serve the v2 gRPC service (``inference.GRPCInferenceService``) on this TCP
+        port, same host; 0 picks a free one. Needs the ``grpc`` extra. Default None (no gRPC).
+    access_log: one log line per infer request on the ``brickwork.access`` logger (method,
+        path, model, status, latency, request id, rungs). Default False (5xx answers, worker
+        deaths and breaker transitions are logged either way); see docs/serving.md#logs.
     """
 
     host: str = "127.0.0.1"
@@ -35,6 +40,8 @@ class ServerConfig:
     drain_timeout_s: float = 30.0
     workers: int = 1
     backlog: int = 2048
+    grpc_port: int | None = None
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -47,5 +54,9 @@ class ServerConfig:
             raise ConfigError(f"request_timeout_s must be > 0 seconds or None, got {self.request_timeout_s!r}")
         if not self.drain_timeout_s > 0:
             raise ConfigError(f"drain_timeout_s must be > 0 seconds, got {self.drain_timeout_s!r}")
+        if self.grpc_port is not None and (not isinstance(self.grpc_port, int)
+                                           or not 0 <= self.grpc_port <= 65535):
+            raise ConfigError(f"grpc_port must be an int in 0..65535 (0 = pick a free one) or None, "
+                              f"got {self.grpc_port!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")

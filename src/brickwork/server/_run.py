@@ -1,14 +1,19 @@
 """Running the app: the lean HTTP server (:mod:`._http`) on uvloop, on a socket we bind
 ourselves (so port 0 works and the chosen port is known), graceful drain on SIGTERM, and
-``workers`` processes forked after the bind to share the port."""
+``workers`` processes forked after the bind to share the port. With ``grpc_port``, each process
+also serves gRPC (:mod:`._grpc`) on its own SO_REUSEPORT socket of that port, which the parent
+reserves first (so port 0 resolves once, for every worker)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -19,8 +24,9 @@ from ..pipeline import Pipeline
 from ._app import App
 from ._config import ServerConfig
 from ._http import HttpServer
+from ._metrics import SharedMetrics
 
-__all__ = ["bind", "serve"]
+__all__ = ["bind", "reserve_port", "serve", "serve_app"]
 
 ReadyCallback = Callable[[str, int], None]
 
@@ -36,6 +42,21 @@ def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.listen(backlog)
     sock.set_inheritable(True)
+    return sock
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (not listen) a SO_REUSEPORT socket on ``host:port``: the port is ours and known (0
+    resolves here), and gRPC servers with SO_REUSEPORT can still listen on it, one per worker.
+    A socket that does not listen takes no connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen for gRPC on {host}:{port}: {exc.strerror}") from exc
     return sock
 
 
@@ -67,20 +88,67 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         return asyncio.new_event_loop
 
 
+async def serve_app(server: HttpServer, front: Any = None, on_grpc_ready: ReadyCallback | None = None,
+                    shared: SharedMetrics | None = None) -> None:
+    """Run ``server`` and, when given, the gRPC front (a :class:`._grpc.GrpcServer` on the same
+    app) until the server stops. gRPC starts first and answers UNAVAILABLE until the pipelines
+    have started; the app's shutdown drains it before the pipelines close. With ``shared``
+    (several workers), this worker's stage figures are published for the others' scrapes."""
+    app = server.app
+    publisher = None
+    if shared is not None:
+        publisher = asyncio.get_running_loop().create_task(shared.publish(
+            lambda: {n: m.pipeline.stats() for n, m in app.models.items()} if app.ready else {}))
+    try:
+        if front is not None:
+            await front.start()
+            if on_grpc_ready is not None:
+                on_grpc_ready(front.host, front.port)
+        await server.serve()
+    finally:
+        if publisher is not None:
+            publisher.cancel()
+
+
+def grpc_front(app: App, port: int | None) -> Any:
+    if port is None:
+        return None
+    try:
+        from ._grpc import GrpcServer
+    except ImportError as exc:
+        raise ConfigError(f"gRPC needs the grpc extra (pip install 'brickwork[grpc]'): {exc}") from exc
+    return GrpcServer(app, app.config.host, port)
+
+
 def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socket,
-             on_ready: ReadyCallback | None) -> None:
-    """Serve on this thread until SIGINT/SIGTERM (a second one cuts the drain short)."""
+             on_ready: ReadyCallback | None, on_grpc_ready: ReadyCallback | None = None,
+             metrics_dir: tuple[str, int] | None = None) -> None:
+    """Serve on this thread until SIGINT/SIGTERM (a second one cuts the drain short).
+    ``metrics_dir``: (the workers' metrics directory, this worker's index)."""
     import threading
 
-    server = HttpServer(App(pipelines, config), sock, on_ready=on_ready)
+    app = App(pipelines, config)
+    shared = None
+    if metrics_dir is not None:
+        shared = SharedMetrics(metrics_dir[0], metrics_dir[1], list(app.models))
+        for name, model in app.models.items():
+            model.metrics = shared.metrics[name]
+    server = HttpServer(app, sock, on_ready=on_ready)
+    front = grpc_front(app, config.grpc_port)
+
+    def stop() -> None:
+        server.stop()
+        if front is not None:
+            front.begin_stop()
+
     loop = _loop_factory()()
     main = threading.current_thread() is threading.main_thread()
     try:
         asyncio.set_event_loop(loop)
         if main:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, server.stop)
-        loop.run_until_complete(server.serve())
+                loop.add_signal_handler(sig, stop)
+        loop.run_until_complete(serve_app(server, front, on_grpc_ready, shared))
     finally:
         if main:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,33 +158,55 @@ def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socke
 
 def serve(pipelines: Any, *, host: str = "127.0.0.1", port: int = 8000,
           config: ServerConfig | None = None, on_ready: ReadyCallback | None = None,
-          **options: Any) -> None:
+          on_grpc_ready: ReadyCallback | None = None, **options: Any) -> None:
     """Serve one or more pipelines (``Pipeline``, ``Graph`` or pipeline-file path) over the
     Open Inference Protocol v2 until SIGINT/SIGTERM; blocks. ``options`` are
-    :class:`ServerConfig` fields. ``on_ready(host, port)`` is called once the server answers."""
+    :class:`ServerConfig` fields. ``on_ready(host, port)`` is called once the server answers;
+    with ``grpc_port``, ``on_grpc_ready(host, grpc_port)`` before it, once gRPC listens."""
     cfg = config or ServerConfig(host=host, port=port, **options)
     items = _pipelines(pipelines)
+    if cfg.workers > 1:  # no framework runtime may live across the fork (see Pipeline.release)
+        for pipeline in items:
+            pipeline.release()
     sock = bind(cfg.host, cfg.port, cfg.backlog)
+    reserved = None
     try:
+        if cfg.grpc_port is not None:
+            reserved = reserve_port(cfg.host, cfg.grpc_port)
+            cfg = dataclasses.replace(cfg, grpc_port=reserved.getsockname()[1])
         if cfg.workers == 1:
-            _run_one(items, cfg, sock, on_ready)
+            _run_one(items, cfg, sock, on_ready, on_grpc_ready)
         else:
-            _run_workers(items, cfg, sock, on_ready)
+            _run_workers(items, cfg, sock, on_ready, on_grpc_ready)
     finally:
         sock.close()
+        if reserved is not None:
+            reserved.close()
 
 
 def _run_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
-                 on_ready: ReadyCallback | None) -> None:
+                 on_ready: ReadyCallback | None, on_grpc_ready: ReadyCallback | None) -> None:
     """Fork ``cfg.workers`` processes after the bind (nothing has started a thread or a loop
-    yet); forward SIGINT/SIGTERM to them by PID and wait."""
+    yet); forward SIGINT/SIGTERM to them by PID and wait. The workers' metrics live in a
+    directory made here and removed when they have all exited."""
+    metrics_dir = tempfile.mkdtemp(prefix="brickwork-metrics-")
+    try:
+        _fork_workers(items, cfg, sock, on_ready, on_grpc_ready, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fork_workers(items: list[Pipeline], cfg: ServerConfig, sock: socket.socket,
+                  on_ready: ReadyCallback | None, on_grpc_ready: ReadyCallback | None,
+                  metrics_dir: str) -> None:
     pids: list[int] = []
     for i in range(cfg.workers):
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
-                _run_one(items, cfg, sock, on_ready if i == 0 else None)
+                _run_one(items, cfg, sock, on_ready if i == 0 else None,
+                         on_grpc_ready if i == 0 else None, (metrics_dir, i))
             except BaseException as exc:
                 print(f"error: worker {i}: {exc}", file=sys.stderr, flush=True)
                 code = 1

@@ -15,7 +15,7 @@ from typing import Any
 from ._app import App
 from ._config import ServerConfig
 from ._http import HttpServer
-from ._run import _loop_factory, _pipelines, bind
+from ._run import _loop_factory, _pipelines, bind, grpc_front, reserve_port, serve_app
 
 __all__ = ["ServerThread"]
 
@@ -28,14 +28,21 @@ class ServerThread:
         self._start_timeout_s = start_timeout_s
         self._thread: threading.Thread | None = None
         self._server: Any = None
+        self._front: Any = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.host = self.config.host
         self.port = 0
+        self.grpc_port: int | None = None  # with the grpc_port option: the port gRPC listens on
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` of the gRPC front (as tritonclient.grpc takes it)."""
+        return f"{self.host}:{self.grpc_port}"
 
     def start(self) -> ServerThread:
         if self._thread is not None:  # already running
@@ -43,16 +50,24 @@ class ServerThread:
         sock = bind(self.config.host, self.config.port, self.config.backlog)
         self.port = sock.getsockname()[1]
         self._server = HttpServer(self.app, sock, on_ready=lambda h, p: self._ready.set())
+        reserved = front = None
+        if self.config.grpc_port is not None:
+            reserved = reserve_port(self.config.host, self.config.grpc_port)
+            self.grpc_port = reserved.getsockname()[1]
+            front = grpc_front(self.app, self.grpc_port)
+        self._front = front
 
         def run() -> None:
             loop = _loop_factory()()
             try:
-                loop.run_until_complete(self._server.serve())
+                loop.run_until_complete(serve_app(self._server, front))
             except BaseException as exc:
                 self._error = exc
             finally:
                 loop.close()
                 sock.close()
+                if reserved is not None:
+                    reserved.close()
                 self._ready.set()
 
         self._thread = threading.Thread(target=run, name="bw-server", daemon=True)
@@ -69,6 +84,8 @@ class ServerThread:
         """Drain and stop (like SIGTERM), then join the thread."""
         if self._server is not None:
             self._server.stop_threadsafe()
+            if self._front is not None and self._server.loop is not None and not self._server.loop.is_closed():
+                self._server.loop.call_soon_threadsafe(self._front.begin_stop)
         if self._thread is not None:
             self._thread.join(timeout=self.config.drain_timeout_s + 5)
             self._thread = None
