@@ -207,7 +207,9 @@ class Stage:
                             f"stage {self.name!r} has no live replica (its workers keep dying)"))
                     return
                 now = time.monotonic()
-                busy = replica.inflight > 0  # only a full batch may queue behind a running one
+                # only a full batch may queue behind a running one, unless the replica is far
+                # away (a Ray actor: a round trip costs more than a partial batch saves)
+                busy = replica.inflight > 0 and not getattr(replica, "remote", False)
                 batch = self.queue.take(now, full_only=busy)
                 if batch.expired:
                     self._fail(batch.expired, DeadlineExceeded(
