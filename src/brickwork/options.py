@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Autoscale", "Batching", "Breaker", "FaultPolicy", "RayPlacement", "StageOptions", "WorkerKind"]
+__all__ = ["STAGE_KEYS", "Autoscale", "Batching", "Breaker", "FaultPolicy", "RayPlacement", "StageOptions",
+           "WorkerKind"]
 
 WorkerKind = Literal["inline", "thread", "process", "ray"]
 WORKER_KINDS: tuple[str, ...] = ("inline", "thread", "process", "ray")
@@ -70,7 +71,15 @@ class Batching:
 class Breaker:
     """Circuit breaker: opens after ``failures`` consecutive failures, or when the failure ratio
     over the last ``window`` calls reaches ``failure_ratio``; after ``reset_after_s`` it lets
-    ``half_open_probes`` calls through and closes when they succeed."""
+    ``half_open_probes`` calls through and closes when they succeed.
+
+    failures: consecutive failures that open the circuit. Default 5.
+    failure_ratio: also open when this fraction (0, 1] of the last ``window`` calls failed;
+        None = off. Default None.
+    window: how many recent calls ``failure_ratio`` looks at. Default 20.
+    reset_after_s: seconds the circuit stays open before probing again. Default 5.0.
+    half_open_probes: calls let through while half-open; all must succeed to close. Default 1.
+    """
 
     failures: int = 5
     failure_ratio: float | None = None
@@ -143,9 +152,14 @@ class Autoscale:
     not undo a scale-up). Ray Serve's autoscaling is the model; its defaults are 30 s up and
     600 s down, ours are shorter because a brickwork replica is one batch queue away.
 
-    min, max: the bounds (the stage starts with ``min``). target_batches: batches per replica
-        (waiting or running) that count as fully loaded; 2 = one computing, one ready.
-    up_after_s, down_after_s, interval_s: seconds, as above.
+    min: the fewest replicas (the stage starts with ``min``). Default 1.
+    max: the most replicas. Default 1.
+    target_batches: batches per replica (waiting or running) that count as fully loaded;
+        2 = one computing, one ready. Default 2.0.
+    up_after_s: seconds the wanted count must stay above the current one to add a replica.
+        Default 1.0.
+    down_after_s: seconds it must stay below to remove one (an idle one). Default 30.0.
+    interval_s: seconds between load samples. Default 0.25.
     """
 
     min: int = 1
@@ -206,7 +220,22 @@ class RayPlacement:
 
 @dataclass(frozen=True, slots=True)
 class StageOptions:
-    """How one node runs. ``batching``/``worker`` None = the pipeline's default / the brick's."""
+    """How one node runs. ``batching``/``worker`` None = the pipeline's default / the brick's.
+
+    batching: dynamic batching of this stage (a mapping of :class:`Batching` fields); None =
+        the pipeline's ``defaults: batching`` (without one, batches of 1).
+    replicas: copies of the brick serving this stage concurrently, or (YAML, ``updated()``)
+        a mapping of :class:`Autoscale` fields, ``{min: 1, max: 8}``, to follow the load.
+        Default 1.
+    worker: where the brick runs: "inline" (the event loop), "thread", "process", "ray" (an
+        actor; only the ray backend runs it); None = the brick's choice (thread for bricks
+        that block, inline otherwise).
+    device: "cpu" or "cuda[:N]". Default "cpu".
+    policy: the :class:`FaultPolicy`; in YAML and as keyword options its fields are given flat.
+    ray: actor placement on the ray backend (a mapping of :class:`RayPlacement` fields);
+        ignored by the local backends. Default None.
+    autoscale: set through ``replicas: {min, max, ...}``; None = a fixed count.
+    """
 
     batching: Batching | None = None
     replicas: int = 1
@@ -235,6 +264,10 @@ class StageOptions:
                 f"unknown option(s) {unknown}; options are {sorted(own | policy_keys)}"
             )
         if isinstance(changes.get("batching"), dict):
+            known = {f.name for f in fields(Batching)}
+            bad = sorted(set(changes["batching"]) - known)
+            if bad:
+                raise ConfigError(f"unknown batching field(s) {bad}; batching fields are {sorted(known)}")
             changes["batching"] = Batching(**changes["batching"])
         scaling = changes.get("replicas")
         if isinstance(scaling, dict):
@@ -264,3 +297,17 @@ class StageOptions:
         if policy_changes:
             new = replace(new, policy=replace(new.policy, **policy_changes))
         return new
+
+
+def _stage_keys() -> frozenset[str]:
+    """The keys a brick entry (YAML) or a factory (``bw.onnx(..., **options)``) takes as stage
+    options: StageOptions' fields with the policy's fields given flat (``autoscale`` is
+    spelled ``replicas: {min, max}``)."""
+    own = {f.name for f in fields(StageOptions) if f.name not in ("policy", "autoscale")}
+    return frozenset(own | {f.name for f in fields(FaultPolicy)})
+
+
+# The one list of stage-option keys: the YAML loader, the Python factories, dump_graph and the
+# YAML reference (docs/yaml.md) all read it. Derived from the dataclasses, so it cannot drift.
+STAGE_KEYS: frozenset[str] = _stage_keys()
+

@@ -48,6 +48,9 @@ class Pipeline:
     def __init__(self, plan: Plan, *, backend: str | Backend = "local") -> None:
         self.plan = plan
         self._backend = _backend(backend)
+        check = getattr(self._backend, "check", None)
+        if callable(check):  # refuse what this backend cannot run now, not at start
+            check(plan)
         self._executor: Executor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

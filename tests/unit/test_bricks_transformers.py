@@ -129,6 +129,13 @@ def test_in_a_pipeline(tiny_bert: Path) -> None:
     assert out["reply"].tolist() == [f"{lab.lower()}:{s:.2f}" for lab, s in zip(direct["label"], direct["score"])]
 
 
+def test_the_factory_takes_max_length_as_yaml_does(tiny_bert: Path) -> None:
+    """bw.transformers(..., max_length=) was refused although YAML accepted max_length."""
+    node = bw.transformers(tiny_bert, task="feature-extraction", max_length=4, name="emb")
+    assert node.brick.max_length == 4
+    long = " ".join(WORDS * 10)  # too long for the model without truncation
+    with node.compile() as pipeline:
+        assert pipeline.infer({"text": [long]})["embedding"].shape == (1, HIDDEN)
 def copy_without(src: Path, dest: Path, *drop: str) -> Path:
     import shutil
 

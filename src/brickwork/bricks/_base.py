@@ -21,8 +21,9 @@ from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 
 log = logging.getLogger("brickwork.bricks")
 
-__all__ = ["BaseBrick", "Brick", "BrickSpec", "brick_from_spec", "import_object", "kind_class", "kind_module",
-           "known_kinds", "local_origin", "local_package", "register_kind", "sample_inputs"]
+__all__ = ["BaseBrick", "Brick", "BrickSpec", "ConfigKey", "brick_from_spec", "config_keys", "import_object",
+           "kind_class", "kind_module", "known_kinds", "local_origin", "local_package", "register_kind",
+           "sample_inputs"]
 
 
 @runtime_checkable
@@ -57,6 +58,42 @@ class BrickSpec:
     base_dir: str = "."
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One key of a brick kind's YAML entry (and keyword of its ``bw.<kind>`` factory): the
+    one table from which ``from_config`` checks entries, the factories are tested, and the YAML
+    reference and JSON Schema are generated. ``schema`` is the value's JSON Schema."""
+
+    name: str
+    schema: Mapping[str, Any]
+    doc: str
+    required: bool = False
+
+
+# JSON Schema fragments shared by the brick tables.
+PATH: Mapping[str, Any] = {"type": "string"}
+TENSORS: Mapping[str, Any] = {
+    "description": "a tensor name, a list of names or of {name, datatype, shape}, or a "
+                   "mapping name -> datatype or [datatype, shape]",
+    "anyOf": [
+        {"type": "string"},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "array"}]}},
+        {"type": "array", "items": {"anyOf": [
+            {"type": "string"},
+            {"type": "object", "required": ["name"], "additionalProperties": False,
+             "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
+                            "dtype": {"type": "string"},
+                            "shape": {"type": "array", "items": {"type": "integer"}}}},
+        ]}},
+    ],
+}
+
+
+def config_keys(cls: Any) -> tuple[ConfigKey, ...]:
+    """The YAML keys of a brick class (its kind key first); empty for a class without a table."""
+    return tuple(getattr(cls, "config_keys", ()))
+
+
 _KINDS: dict[str, str] = {
     # kind -> "module:Class" (imported only when used, so frameworks stay optional)
     "python": "brickwork.bricks.function:FunctionBrick",
@@ -66,6 +103,7 @@ _KINDS: dict[str, str] = {
     "transformers": "brickwork.bricks.transformers:TransformersBrick",
     "http": "brickwork.bricks.http:HttpBrick",
     "v2": "brickwork.bricks.http:RemoteV2Brick",
+    "cast": "brickwork.bricks.cast:CastBrick",
     "fake": "brickwork.testing:FakeBrick",
 }
 

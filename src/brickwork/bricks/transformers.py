@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError
 from ..spec import Signature, Tensors, TensorSpec
-from ._base import BaseBrick, BrickSpec, lazy_import
+from ._base import PATH, BaseBrick, BrickSpec, ConfigKey, lazy_import
 from .onnx import config_options, resolve_path
 
 __all__ = ["TASKS", "TransformersBrick", "check_model_dir"]
@@ -95,6 +95,13 @@ class TransformersBrick(BaseBrick):
     """
 
     kind = "transformers"
+    config_keys = (
+        ConfigKey("transformers", PATH, "a local model directory made with ``save_pretrained`` "
+                  "(model and tokenizer; never a hub download)", required=True),
+        ConfigKey("task", {"enum": list(TASKS)}, "what the model does", required=True),
+        ConfigKey("max_length", {"type": "integer", "minimum": 1},
+                  "longest input in tokens (longer texts are truncated); default: the tokenizer's"),
+    )
 
     def __init__(self, path: str | Path, *, task: str, name: str | None = None,
                  device: str = "cpu", max_length: int | None = None) -> None:
@@ -219,7 +226,7 @@ class TransformersBrick(BaseBrick):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> TransformersBrick:
-        opts = config_options(config, "transformers", ("task", "device", "max_length"))
+        opts = config_options(config, "transformers", (*cls.config_keys, "device"))
         if "task" not in opts:
             raise ConfigError(f"transformers brick {name!r} needs task: one of {list(TASKS)}")
         return cls(resolve_path(config.get("transformers"), base_dir, "transformers"),

@@ -108,6 +108,7 @@ class RayBackend(LocalBackend):
     """``backend="ray"``: each replica of each stage a Ray actor loading its brick from its spec."""
 
     name = "ray"
+    runs = ("inline", "thread", "process", "ray")  # every replica is an actor, whatever its kind
 
     def __init__(self, *, address: str | None = None, namespace: str | None = None,
                  remote_min_bytes: int = DEFAULT_REMOTE_MIN_BYTES,

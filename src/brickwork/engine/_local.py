@@ -29,6 +29,19 @@ __all__ = ["LocalBackend", "ProcessBackend", "call_brick"]
 
 class LocalBackend:
     name = "local"
+    runs: tuple[str, ...] = ("inline", "thread", "process")  # the worker kinds it can run
+
+    def check(self, plan: Plan) -> None:
+        """Refuse, before anything starts, a stage whose worker kind this backend does not run
+        (``worker: ray`` under the local backends): Pipeline() calls it, so compile() and
+        ``brickwork validate`` say so instead of the pipeline failing at start."""
+        for stage in plan.stages.values():
+            kind = self.worker or stage.worker
+            if kind not in self.runs:
+                raise ConfigError(f"stage {stage.name!r} asks for worker={kind!r}, which the "
+                                  f"{self.name!r} backend does not run (it runs {list(self.runs)}); "
+                                  "use backend='ray' (brickwork serve/run/validate --backend ray) "
+                                  "or worker='thread'/'process'")
 
     def __init__(self, *, worker: str | None = None, arena_bytes: int = DEFAULT_ARENA_BYTES,
                  arena_idle_s: float = ARENA_IDLE_S) -> None:

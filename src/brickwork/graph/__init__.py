@@ -3,7 +3,8 @@
 from ..plan import Plan, StagePlan
 from ._compile import compile_plan
 from ._dump import dump_graph, render
-from ._nodes import brick, function, http, onnx, sklearn, torch, transformers
+from ._nodes import brick, cast, function, http, onnx, sklearn, torch, transformers
+from ._schema import json_schema, json_schema_text, reference_markdown
 from ._steps import (
     Ensemble,
     Fallback,
@@ -24,7 +25,8 @@ from ._yaml import PipelineFile, load_graph, load_pipeline, parse_pipeline
 
 __all__ = [
     "Ensemble", "Fallback", "Graph", "Node", "Parallel", "PipelineFile", "Plan", "Sequence_",
-    "StagePlan", "Step", "Switch", "brick", "compile_plan", "dump_graph", "ensemble", "fallback",
-    "function", "graph", "group", "http", "load_graph", "load_pipeline", "onnx", "parallel",
-    "parse_pipeline", "render", "sklearn", "switch", "torch", "transformers",
+    "StagePlan", "Step", "Switch", "brick", "cast", "compile_plan", "dump_graph", "ensemble",
+    "fallback", "function", "graph", "group", "http", "json_schema", "json_schema_text",
+    "load_graph", "load_pipeline", "onnx", "parallel", "parse_pipeline", "reference_markdown",
+    "render", "sklearn", "switch", "torch", "transformers",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import fields
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,35 +13,51 @@ import yaml
 
 from .. import plan as p
 from ..errors import ConfigError
-from ..options import Batching, Breaker, FaultPolicy, StageOptions
+from ..options import STAGE_KEYS, StageOptions
 from ._steps import Ensemble, Fallback, Graph, Node, Parallel, Sequence_, Step, Switch
 
 __all__ = ["dump_graph", "render"]
 
 
-def _non_default(obj: Any) -> dict[str, Any]:
+def _non_default(obj: Any, base: Any = None) -> dict[str, Any]:
+    """Fields of ``obj`` that differ from ``base`` (default: the class's defaults)."""
     out = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        default = f.default_factory() if callable(f.default_factory) else f.default
+        if base is not None:
+            default = getattr(base, f.name)
+        else:
+            default = f.default_factory() if callable(f.default_factory) else f.default
         if value != default:
             out[f.name] = _plain(value)
     return out
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Batching | Breaker):
+    if is_dataclass(value) and not isinstance(value, type):  # Batching, Breaker, RayPlacement…
         return _non_default(value)
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     return value
 
 
-def _stage_options(options: StageOptions) -> dict[str, Any]:
-    out = {k: v for k, v in _non_default(options).items() if k != "policy"}
-    if options.batching is not None:
+def _stage_options(options: StageOptions, base: StageOptions | None = None) -> dict[str, Any]:
+    """The stage-option keys (STAGE_KEYS, policy fields flat) where ``options`` differs from
+    ``base``: what the loader must apply to ``base`` to get ``options`` back. A brick entry's
+    base is the file's ``defaults:`` without batching, as the loader reads it."""
+    base = base or StageOptions()
+    out = {k: v for k, v in _non_default(options, base).items() if k != "policy"}
+    if options.batching is not None and "batching" in out:
         out["batching"] = _non_default(options.batching)
-    out.update(_non_default(options.policy) if options.policy != FaultPolicy() else {})
+    if "autoscale" in out or ("replicas" in out and options.autoscale is not None):
+        # YAML spells autoscaling replicas: {min, max, ...}; a count replaces a range
+        out.pop("autoscale", None)
+        out["replicas"] = (_plain(options.autoscale) if options.autoscale is not None
+                           else options.replicas)
+    out.update(_non_default(options.policy, base.policy))
+    assert set(out) <= STAGE_KEYS  # the loader reads exactly these keys
     return out
 
 
@@ -49,7 +66,8 @@ _PATH_KEYS = ("onnx", "sklearn", "torch", "transformers", "converted")
 
 
 class _Dumper:
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, base: StageOptions, folder: Path | None = None) -> None:
+        self.base = base
         self.bricks: dict[str, Any] = {}
         self.graphs: dict[str, Any] = {}
         self.folder = folder  # where the YAML goes (None: text only)
@@ -91,7 +109,7 @@ class _Dumper:
             spec = make_spec()
             entry: dict[str, Any] = dict(spec.config)
             self.files(node, spec, entry)
-            entry.update(_stage_options(node.options))
+            entry.update(_stage_options(node.options, self.base))
             rename = {k: dict(v) for k, v in (("inputs", node.inputs), ("outputs", node.outputs)) if v}
             if rename:
                 entry["rename"] = rename
@@ -137,6 +155,8 @@ class _Dumper:
                 tail["default"] = {k: _plain_value(v) for k, v in step.default.items()}
             if step.on != "machinery":
                 tail["on"] = step.on
+            if step.name is not None:
+                tail["name"] = step.name
             if tail:
                 ladder.append(tail)
             return {"fallback": ladder}
@@ -166,7 +186,8 @@ def dump_graph(graph: Graph, path: str | Path | None = None, *, defaults: StageO
     if path is not None:
         folder = Path(path).parent
         folder.mkdir(parents=True, exist_ok=True)
-    d = _Dumper(folder)
+    base = replace(defaults, batching=None) if defaults is not None else StageOptions()
+    d = _Dumper(base, folder)
     root = d.step(graph.root)
     doc: dict[str, Any] = {"name": graph.name}
     if defaults is not None and _stage_options(defaults):
@@ -264,15 +285,20 @@ class _Renderer:
             self.tails = tails
             return tails
         if isinstance(step, p.Ladder):
+            # each rung starts from where the previous rung ends (its result: the vote of an
+            # ensemble, the last brick of a sequence), on failure
             tails = []
             prev = heads
             for i, (_label, s) in enumerate(step.rungs):
                 start = len(self.edges)
-                tails += self.walk(s, prev)
-                if i and len(self.edges) > start:
-                    src, dst, _ = self.edges[start]
-                    self.edges[start] = (src, dst, "on failure")
-                prev = [self.edges[start][1]] if len(self.edges) > start else prev
+                out = self.walk(s, prev)
+                if i:
+                    for j in range(start, len(self.edges)):
+                        src, dst, label = self.edges[j]
+                        if src in prev:
+                            self.edges[j] = (src, dst, "; ".join(x for x in ("on failure", label) if x))
+                tails += out
+                prev = out
             if step.default is not None:
                 key = self.new(f"{step.name}: default answer", "round")
                 self.edge_all(prev, key, "on failure")
