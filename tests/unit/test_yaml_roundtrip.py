@@ -29,7 +29,6 @@ from brickwork.graph import (
     Step,
     Switch,
     dump_graph,
-    load_graph,
     parse_pipeline,
 )
 from brickwork.options import Autoscale, RayPlacement, StageOptions
@@ -210,15 +209,3 @@ def test_python_graph_survives_dump_and_load(base_dir: Path, data: st.DataObject
 
     assert shape(loaded.graph) == shape(graph), text
     assert loaded.defaults == (defaults or StageOptions()), text
-
-
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/pipeline*.yaml"))
-
-
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_example_file_survives_load_dump_load(path: Path) -> None:
-    first = load_graph(path)
-    text = dump_graph(first.graph, defaults=first.defaults, example=first.example)
-    second = parse_pipeline(text, base_dir=path.parent)
-    assert shape(second.graph) == shape(first.graph), text
-    assert second.defaults == first.defaults and second.example == first.example
