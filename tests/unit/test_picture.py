@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from brickwork.cli import main
-from brickwork.graph import load_graph
-from brickwork.graph._picture import draw, to_png, to_svg
+from brickwork.graph import draw, load_graph, to_png, to_svg
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOWCASE = ROOT / "examples" / "showcase" / "pipeline.yaml"

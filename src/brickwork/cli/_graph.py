@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..graph import load_graph, render
-from ..graph._picture import draw, to_png, to_svg
+from ..graph import draw, load_graph, render, to_png, to_svg
 
 __all__ = ["register"]
 

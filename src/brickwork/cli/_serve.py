@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="default deadline of a request through the graph, seconds (default: none)")
     p.add_argument("--drain-timeout-s", type=float, default=30.0,
                    help="on SIGTERM, how long in-flight requests may take (default: 30)")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not serve the live dashboard at /dashboard (default: served, behind "
+                        "--api-key like every route)")
     p.set_defaults(func=run)
 
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, workers=args.workers, max_body_bytes=args.max_body_bytes,
         api_key=args.api_key or os.environ.get("BRICKWORK_API_KEY") or None,
         request_timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
-        grpc_port=args.grpc_port,
+        grpc_port=args.grpc_port, dashboard=not args.no_dashboard,
     )
     pipelines = [load_pipeline(f, backend=args.backend) for f in args.files]
     names = ", ".join(repr(p.name) for p in pipelines)
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
         print(f"brickwork: serving {names} on http://{shown}:{port}", flush=True)
+        if config.dashboard:
+            print(f"brickwork: dashboard on http://{shown}:{port}/dashboard", flush=True)
 
     def grpc_ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host

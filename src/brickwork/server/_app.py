@@ -9,6 +9,7 @@ the lean HTTP/1.1 server in :mod:`._http` and usable as an ASGI 3 app in any ASG
     POST /v2/models/{m}[/versions/{v}]/infer   inference: JSON and binary tensors
     POST /v2/repository/index                  the models and their state
     GET  /metrics                              Prometheus text
+    GET  /dashboard[/...]                      the live dashboard (see ._dashboard)
 
 Each pipeline is a model named after the pipeline; it has one version, ``"1"``. Pipelines start
 on the server's own event loop (lifespan startup), so an infer request reaches the engine with
@@ -31,6 +32,7 @@ from ..pipeline import Pipeline
 from ..protocol import decode_request, encode_response
 from ..spec import TensorSpec
 from ._config import ServerConfig
+from ._dashboard import Dashboard
 from ._errors import JSON, Reply, error_reply, plain_error
 from ._metrics import ModelMetrics, render
 
@@ -97,6 +99,7 @@ class App:
         self._key = self.config.api_key.encode() if self.config.api_key else None
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
+        self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def startup(self) -> None:
@@ -176,6 +179,8 @@ class App:
             if action == "config":
                 return 200, [JSON], model.config
             return plain_error(404, f"no endpoint {path}")
+        if path.startswith("/dashboard") and self.dashboard is not None:
+            return self.dashboard.handle(method, path, headers, body)
         return self._other(path, method, headers)
 
     def _other(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:

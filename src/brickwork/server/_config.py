@@ -38,6 +38,7 @@ class ServerConfig:
     workers: int = 1
     backlog: int = 2048
     grpc_port: int | None = None
+    dashboard: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
