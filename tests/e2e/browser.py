@@ -130,7 +130,10 @@ class Page:
     def wait_for(self, expression: str, timeout_s: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout_s
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:  # the page is still loading (an element not there yet)
+                value = None
             if value:
                 return value
             if time.monotonic() > deadline:
