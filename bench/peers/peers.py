@@ -163,7 +163,8 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
                    RAY_SERVE_HAPROXY_METRICS_PORT=str(extra[0]),
                    RAY_SERVE_HAPROXY_STATS_PORT=str(extra[1]),
                    RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(hap / "metrics.sock"),
-                   RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
+                   RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
+                   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # every Ray listener on 127.0.0.1
         return Launch([peer.python(), str(SERVERS / "rayserve_app.py"), *args], env,
                       ("POST", "/"), "/", SimpleJson(), cleanup=cleanup)
     if n == "pytriton":

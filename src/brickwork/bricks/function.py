@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError, SpecError
 from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
-from ._base import BaseBrick, BrickSpec, import_object
+from ._base import BaseBrick, BrickSpec, import_object, local_origin
 
 __all__ = ["FunctionBrick", "Tensor", "infer_signature"]
 
@@ -142,13 +142,13 @@ class FunctionBrick(BaseBrick):
         outputs: Any = None,
         rowwise: bool = True,
         blocking: bool = False,
-        base_dir: str | Path = ".",
+        base_dir: str | Path | None = None,
     ) -> None:
         self._target = fn if isinstance(fn, str) else None
-        self._base_dir = str(base_dir)
-        if isinstance(fn, str):
+        self._base_dir = str(base_dir) if base_dir is not None else "."
+        if isinstance(fn, str) and base_dir is not None:
             _on_path(Path(base_dir))
-        func: Callable[..., Any] = import_object(fn) if isinstance(fn, str) else fn
+        func: Callable[..., Any] = import_object(fn, base_dir=base_dir) if isinstance(fn, str) else fn
         if not callable(func):
             raise ConfigError(f"{fn!r} is not callable")
         brick_name: str = name or str(getattr(func, "__name__", "function"))
@@ -231,7 +231,12 @@ class FunctionBrick(BaseBrick):
 
     # -- recipe ----------------------------------------------------------------
     def spec(self) -> BrickSpec:
-        target = self._target or _importable_name(self.fn)
+        target, base_dir = self._target, self._base_dir
+        if target is None:
+            target = _importable_name(self.fn)
+            origin = local_origin(target.partition(":")[0]) if target else None
+            if target is not None and origin is not None:  # loaded from a pipeline's folder
+                target, base_dir = f"{origin[0]}:{target.partition(':')[2]}", origin[1]
         if target is None:
             return super().spec()
         config: dict[str, Any] = {"python": target}
@@ -245,7 +250,7 @@ class FunctionBrick(BaseBrick):
             if value is not None:  # the resolved specs: a bare name's dtype comes from the type hints
                 side = self.signature.inputs if key == "inputs" else self.signature.outputs
                 config[key] = [s.to_dict() for s in side]
-        return BrickSpec(self.kind, self.name, config, self._base_dir)
+        return BrickSpec(self.kind, self.name, config, base_dir)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> FunctionBrick:
@@ -269,7 +274,10 @@ class FunctionBrick(BaseBrick):
 
 
 def _on_path(base_dir: Path) -> None:
-    """Let ``python: module:fn`` import modules that sit beside the pipeline file."""
+    """Let a module beside the pipeline file import its siblings by absolute name (``import
+    helpers``). The module the YAML names is itself loaded per folder by ``import_object``; a
+    sibling imported by absolute name is one module per process (import it relatively,
+    ``from . import helpers``, to keep it per folder too)."""
     import sys
 
     path = str(base_dir.resolve())

@@ -152,8 +152,16 @@ class RemoteV2Brick(BaseBrick):
             try:
                 meta = client.model_metadata(self.model, self.version)
             except RequestError as exc:
-                raise UpstreamError(f"{self._where()}: cannot read its metadata: {exc}",
-                                    getattr(exc, "response_status", None)) from exc
+                ins, outs = self._declared
+                need = " and ".join(k for k, v in (("inputs", ins), ("outputs", outs)) if v is None)
+                raise UpstreamError(
+                    f"{self._where()}: cannot read its metadata: {exc}. brickwork asks the "
+                    f"upstream for the ports it did not declare ({need}); declare {need} on the "
+                    "brick and it starts without asking, even while the upstream is down "
+                    "(its calls then fail, or fall back, until it is up), e.g. "
+                    "{v2: URL, model: NAME, inputs: [{name: x, datatype: FP32, shape: [-1, 4]}], "
+                    "outputs: [{name: y, datatype: FP32, shape: [-1, 1]}]}",
+                    getattr(exc, "response_status", None)) from exc
             sig = Signature.from_dict(meta)
             ins, outs = self._declared
             self._signature = Signature(ins or sig.inputs, outs or sig.outputs)

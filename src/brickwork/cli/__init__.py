@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import BrickworkError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brickwork", description="Compose, check, run, benchmark and serve model pipelines."
     )
+    parser.add_argument("--version", action="version", version=f"brickwork {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}._{name}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
+
+from ._backend import add_backend_args, backend_of
 
 __all__ = ["register"]
 
@@ -19,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000,
                    help="TCP port; 0 picks a free one and prints it (default: 8000)")
-    p.add_argument("--backend", default="local", choices=("local", "process", "ray"),
-                   help="where the bricks run: local (each stage's own worker kind) or process "
-                        "(every stage in worker processes); ray is not available yet (default: local)")
+    add_backend_args(p)
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the port, each with its own copy of every "
                         "pipeline (default: 1)")
@@ -38,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="default deadline of a request through the graph, seconds (default: none)")
     p.add_argument("--drain-timeout-s", type=float, default=30.0,
                    help="on SIGTERM, how long in-flight requests may take (default: 30)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="brickwork's log level; logs go to stderr (default: info)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="log lines as text or one JSON object per line (default: text)")
+    p.add_argument("--access-log", action="store_true",
+                   help="one log line per infer request: method, path, model, status, latency, "
+                        "request id, rungs (default: off; 5xx answers, worker deaths and breaker "
+                        "transitions are logged either way)")
     p.add_argument("--no-dashboard", action="store_true",
                    help="do not serve the live dashboard at /dashboard (default: served, behind "
                         "--api-key like every route)")
@@ -46,15 +54,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..graph import load_pipeline
-    from ..server import ServerConfig, serve
+    from ..server import ServerConfig, configure_logging, serve
 
+    configure_logging(level=args.log_level, fmt=args.log_format)
     config = ServerConfig(
         host=args.host, port=args.port, workers=args.workers, max_body_bytes=args.max_body_bytes,
         api_key=args.api_key or os.environ.get("BRICKWORK_API_KEY") or None,
         request_timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
-        grpc_port=args.grpc_port, dashboard=not args.no_dashboard,
+        grpc_port=args.grpc_port, access_log=args.access_log, dashboard=not args.no_dashboard,
     )
-    pipelines = [load_pipeline(f, backend=args.backend) for f in args.files]
+    pipelines = [load_pipeline(f, backend=backend_of(args)) for f in args.files]
     names = ", ".join(repr(p.name) for p in pipelines)
 
     def ready(host: str, port: int) -> None:
@@ -68,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"brickwork: gRPC on {shown}:{port}", flush=True)
 
     serve(pipelines, config=config, on_ready=ready, on_grpc_ready=grpc_ready)
-    print("brickwork: stopped", file=sys.stderr, flush=True)
+    logging.getLogger("brickwork.server").info("stopped")
     return 0

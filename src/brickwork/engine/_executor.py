@@ -14,7 +14,9 @@ import numpy as np
 from .. import plan as p
 from ..adapters import LOSSLESS_CASTS
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
-from ..spec import Tensors, dtype_of, to_numpy_dtype
+from ..faults import DEFAULT_RUNG, moves_down, unready
+from ..faults import ladders as _ladders
+from ..spec import Tensors, TensorSpec, dtype_of, to_numpy_dtype
 from ._backend import StageRunner
 from ._combine import combine
 
@@ -53,6 +55,11 @@ class Executor:
         self._primary = {lad.name: lad.rungs[0][0] for lad in _ladders(plan.root)}
         # per ladder, how often each rung answered (the primary's label included)
         self.rung_counts: dict[str, dict[str, int]] = {name: {} for name in self._primary}
+        # zero items is a valid batch: a row-wise stage answers it with empty outputs of its
+        # declared shapes, without a call (a brick need not handle a batch of 0)
+        self._empty = {name: ({s.name: empty_like_spec(s) for s in st.signature.outputs}
+                              if getattr(st.brick, "rowwise", True) else None)
+                       for name, st in plan.stages.items()}
         # the hot path: the plan tree turned into closures once, so a request does no dispatch
         self._entry = self._compile(plan.root)
         self._outputs = tuple(s.name for s in plan.outputs)
@@ -138,6 +145,7 @@ class Executor:
     def _compile_call(self, call: p.Call) -> Callable[[Tensors, _Request], Awaitable[None]]:
         submit = self.stages[call.stage].submit
         stage = call.stage
+        empty = self._empty[stage]  # the answer to zero items, or None: call the brick anyway
         plain = tuple((b.port, b.source) for b in call.bindings if not b.adapters)
         adapted = tuple((b.port, b.source, b.adapters) for b in call.bindings if b.adapters)
         publish = call.publish
@@ -152,7 +160,7 @@ class Executor:
                 for adapter in adapters:
                     value = adapter.apply(value)
                 args[port] = value
-            out = await submit(args, deadline)
+            out = empty if empty is not None and _no_items(args) else await submit(args, deadline)
             try:
                 for port, name in publish:
                     env[name] = out[port]
@@ -198,7 +206,9 @@ class Executor:
             for adapter in b.adapters:
                 value = adapter.apply(value)
             args[b.port] = value
-        out = await self.stages[call.stage].submit(args, req.deadline)
+        empty = self._empty[call.stage]
+        out = (empty if empty is not None and _no_items(args)
+               else await self.stages[call.stage].submit(args, req.deadline))
         for port, name in call.publish:
             try:
                 env[name] = out[port]
@@ -209,6 +219,9 @@ class Executor:
     async def _route(self, route: p.Route, env: Tensors, req: _Request) -> None:
         keys = env[route.on]
         n = len(keys)
+        if n == 0:  # no items, no branch: empty outputs of the switch's declared shapes
+            env.update({spec.name: empty_like_spec(spec) for spec in route.outputs})
+            return
         values = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys.tolist()]
         branch_of: dict[Any, list[int]] = {}
         lookup = {v: i for i, (v, _) in enumerate(route.cases)}
@@ -250,7 +263,7 @@ class Executor:
             try:
                 await self._run(step, attempt, req)
             except RequestError as exc:
-                if not _triggers(exc, ladder.on):
+                if not moves_down(exc, ladder.on):
                     raise
                 last = exc
                 continue
@@ -263,9 +276,9 @@ class Executor:
             n = _batch_size(env)
             for name, item in ladder.default.items():
                 env[name] = np.repeat(item[np.newaxis, ...], n, axis=0)
-            req.rungs[ladder.name] = "default"
+            req.rungs[ladder.name] = DEFAULT_RUNG
             counts = self.rung_counts[ladder.name]
-            counts["default"] = counts.get("default", 0) + 1
+            counts[DEFAULT_RUNG] = counts.get(DEFAULT_RUNG, 0) + 1
             return
         assert last is not None
         raise last
@@ -275,39 +288,22 @@ class Executor:
     def unready(self) -> list[str]:
         """Why the pipeline cannot answer now (empty when it can): a required stage with no
         live replica (or an open circuit) that no fallback rung or default answer covers."""
-        return self._unready(self.plan.root)
-
-    def _unready(self, step: p.PlanStep) -> list[str]:
-        if isinstance(step, p.Call):
-            runner = self.stages[step.stage]
-            available = getattr(runner, "available", None)
-            ok = available() if available is not None else runner.live_replicas() > 0
-            return [] if ok else [f"stage {step.stage!r} has no live replica or its circuit is open"]
-        if isinstance(step, p.Ladder):
-            reasons = []
-            for _, rung in step.rungs:
-                why = self._unready(rung)
-                if not why:
-                    return []
-                reasons += why
-            return [] if step.default is not None else reasons
-        children: tuple[p.PlanStep, ...]
-        if isinstance(step, p.Seq | p.Par):
-            children = step.steps
-        elif isinstance(step, p.Vote):
-            children = step.members
-        elif isinstance(step, p.Route):
-            children = tuple(s for _, s in step.cases) + ((step.default,) if step.default else ())
-        else:
-            assert isinstance(step, p.Scope)
-            children = (step.step,)
-        return [r for c in children for r in self._unready(c)]
+        return unready(self.plan.root, self.stages)
 
 
-def _triggers(exc: RequestError, on: str) -> bool:
-    if on == "any":
-        return not isinstance(exc, InvalidInput)
-    return exc.is_machinery
+def empty_like_spec(spec: TensorSpec) -> np.ndarray:
+    """An answer of zero items for ``spec``: axis 0 is 0, other dynamic dimensions 0 too."""
+    dtype = object if spec.dtype == "BYTES" else to_numpy_dtype(spec.dtype)
+    shape = (0, *(max(d, 0) for d in spec.shape[1:])) if spec.shape else (0,)
+    return np.empty(shape, dtype=dtype)
+
+
+def _no_items(args: Tensors) -> bool:
+    """Does this call carry zero items (axis 0 of length 0)?"""
+    for value in args.values():
+        if value.ndim:
+            return value.shape[0] == 0
+    return False
 
 
 def _batch_size(env: Tensors) -> int:
@@ -329,25 +325,3 @@ async def _all(coros: Any) -> None:
         for t in tasks:
             t.cancel()
         raise
-
-
-def _ladders(step: p.PlanStep) -> list[p.Ladder]:
-    found: list[p.Ladder] = []
-    if isinstance(step, p.Ladder):
-        found.append(step)
-        for _, s in step.rungs:
-            found += _ladders(s)
-    elif isinstance(step, p.Seq | p.Par):
-        for s in step.steps:
-            found += _ladders(s)
-    elif isinstance(step, p.Route):
-        for _, s in step.cases:
-            found += _ladders(s)
-        if step.default is not None:
-            found += _ladders(step.default)
-    elif isinstance(step, p.Vote):
-        for s in step.members:
-            found += _ladders(s)
-    elif isinstance(step, p.Scope):
-        found += _ladders(step.step)
-    return found

@@ -53,6 +53,7 @@ class Stage:
             and batching.max_delay_s is None and profile is None
             else None
         )
+        self.scaler: Any = None  # the stage's Autoscaler, when its replicas follow the load
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._pumping = False
@@ -94,6 +95,8 @@ class Stage:
             "restarts": sum(getattr(r, "restarts", 0) for r in self.replicas),
             "hangs": sum(getattr(r, "hangs", 0) for r in self.replicas),
         }
+        if self.scaler is not None:
+            extra["autoscale"] = self.scaler.info()
         if self.profile is not None:
             extra["latency_profile_s"] = self.profile.measured
             extra["latency_limit"] = self.queue.limit()
@@ -104,6 +107,25 @@ class Stage:
 
     def live_replicas(self) -> int:
         return sum(1 for r in self.replicas if r.alive)
+
+    def add_replica(self, replica: Replica) -> None:
+        """A started replica joins the stage (autoscaling) and takes work at once."""
+        if hasattr(replica, "on_change"):
+            replica.on_change = self._pump
+        self.replicas.append(replica)
+        self.stats_.replicas = len(self.replicas)
+        self._inline = None
+        self._pump()
+
+    def remove_idle_replica(self) -> Replica | None:
+        """Take the newest replica that holds no batch out of the stage (the caller stops it);
+        None when every replica but the first is busy. The first is never removed."""
+        for replica in reversed(self.replicas[1:]):
+            if replica.inflight == 0:
+                self.replicas.remove(replica)
+                self.stats_.replicas = len(self.replicas)
+                return replica
+        return None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -185,7 +207,9 @@ class Stage:
                             f"stage {self.name!r} has no live replica (its workers keep dying)"))
                     return
                 now = time.monotonic()
-                busy = replica.inflight > 0  # only a full batch may queue behind a running one
+                # only a full batch may queue behind a running one, unless the replica is far
+                # away (a Ray actor: a round trip costs more than a partial batch saves)
+                busy = replica.inflight > 0 and not getattr(replica, "remote", False)
                 batch = self.queue.take(now, full_only=busy)
                 if batch.expired:
                     self._fail(batch.expired, DeadlineExceeded(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -41,10 +44,44 @@ def _stage_options(options: StageOptions) -> dict[str, Any]:
     return out
 
 
+# config keys that hold a file or folder path, by brick kind
+_PATH_KEYS = ("onnx", "sklearn", "torch", "transformers", "converted")
+
+
 class _Dumper:
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
         self.bricks: dict[str, Any] = {}
         self.graphs: dict[str, Any] = {}
+        self.folder = folder  # where the YAML goes (None: text only)
+
+    def files(self, node: Node, spec: Any, entry: dict[str, Any]) -> None:
+        """Make the brick's file paths hold in the written file: a file the brick wrote to its
+        own temporary folder (an in-memory model) is copied beside the YAML, or refused when
+        there is no YAML path; other paths are written relative to the YAML's folder."""
+        owned = getattr(node.brick, "_tmp", None)
+        for key in _PATH_KEYS:
+            value = entry.get(key)
+            if not isinstance(value, str) or not value:
+                continue
+            src = Path(value) if Path(value).is_absolute() else Path(spec.base_dir) / value
+            temporary = owned is not None and src.resolve().is_relative_to(Path(owned).resolve())
+            if temporary and self.folder is None:
+                raise ConfigError(
+                    f"brick {node.name!r} holds an in-memory model; its file {str(src)!r} is a "
+                    "temporary one, deleted when this process exits, so a YAML naming it would "
+                    "not load later. Give dump_graph(graph, path='pipeline.yaml') to write the "
+                    f"model beside the YAML (as {node.name}{src.suffix})")
+            if self.folder is None:
+                continue
+            if temporary:
+                dest = self.folder / f"{node.name}{src.suffix}"
+                if src.is_dir():
+                    shutil.copytree(src, dest, dirs_exist_ok=True)
+                else:
+                    shutil.copyfile(src, dest)
+                entry[key] = dest.name
+            else:
+                entry[key] = os.path.relpath(src.resolve(), self.folder.resolve())
 
     def node(self, node: Node) -> str:
         if node.name not in self.bricks:
@@ -53,6 +90,7 @@ class _Dumper:
                 raise ConfigError(f"brick {node.name!r} has no spec(); it cannot be written to YAML")
             spec = make_spec()
             entry: dict[str, Any] = dict(spec.config)
+            self.files(node, spec, entry)
             entry.update(_stage_options(node.options))
             rename = {k: dict(v) for k, v in (("inputs", node.inputs), ("outputs", node.outputs)) if v}
             if rename:
@@ -116,11 +154,19 @@ def _plain_value(v: Any) -> Any:
     return v.tolist() if hasattr(v, "tolist") else v
 
 
-def dump_graph(graph: Graph, *, defaults: StageOptions | None = None,
+def dump_graph(graph: Graph, path: str | Path | None = None, *, defaults: StageOptions | None = None,
                example: Any = None) -> str:
     """The YAML text of a graph whose bricks all have a ``spec()`` (built from files or
-    importable functions)."""
-    d = _Dumper()
+    importable functions); with ``path``, also written there, with every model file path
+    relative to it and in-memory models (``bw.sklearn(estimator)``, ``bw.torch(module)``)
+    saved beside it as ``<brick name>.<ext>``. Without ``path`` a graph holding an in-memory
+    model is refused: its file is temporary. Python functions are written by name
+    (``module:function``); keep their module importable from the YAML's folder."""
+    folder = None
+    if path is not None:
+        folder = Path(path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+    d = _Dumper(folder)
     root = d.step(graph.root)
     doc: dict[str, Any] = {"name": graph.name}
     if defaults is not None and _stage_options(defaults):
@@ -135,7 +181,10 @@ def dump_graph(graph: Graph, *, defaults: StageOptions | None = None,
     doc["graph"] = root
     if example is not None:
         doc["example"] = example
-    return yaml.safe_dump(_to_builtin(doc), sort_keys=False, default_flow_style=None, width=100)
+    text = yaml.safe_dump(_to_builtin(doc), sort_keys=False, default_flow_style=None, width=100)
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
 
 
 def _to_builtin(value: Any) -> Any:

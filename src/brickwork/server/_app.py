@@ -34,6 +34,7 @@ from ..spec import TensorSpec
 from ._config import ServerConfig
 from ._dashboard import Dashboard
 from ._errors import JSON, Reply, error_reply, plain_error
+from ._log import AccessLog, log_error
 from ._metrics import ModelMetrics, render
 
 __all__ = ["App"]
@@ -53,12 +54,13 @@ class _Disconnected(Exception):
 class Model:
     """One served pipeline with everything the hot path needs precomputed."""
 
-    __slots__ = ("config", "inputs", "metadata", "metrics", "name", "output_names", "outputs",
-                 "pipeline", "ready")
+    __slots__ = ("config", "infer_path", "inputs", "metadata", "metrics", "name", "output_names",
+                 "outputs", "pipeline", "ready")
 
     def __init__(self, pipeline: Pipeline) -> None:
         plan = pipeline.plan
         self.name = pipeline.name
+        self.infer_path = f"/v2/models/{self.name}/infer"
         self.pipeline = pipeline
         self.inputs: dict[str, TensorSpec] = {s.name: s for s in plan.inputs}
         self.outputs: dict[str, TensorSpec] = {s.name: s for s in plan.outputs}
@@ -97,6 +99,7 @@ class App:
         self.draining = False
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # other fronts' drains (gRPC)
         self._key = self.config.api_key.encode() if self.config.api_key else None
+        self.access = AccessLog() if self.config.access_log else None
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
         self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
@@ -190,7 +193,8 @@ class App:
             why = [w for m in self.models.values() for w in self._unready(m)]
             return _OK_EMPTY if not why else plain_error(503, "; ".join(why))
         if path == "/v2/health/live":
-            return _OK_EMPTY
+            dead = self.unlive()
+            return _OK_EMPTY if not dead else plain_error(503, "; ".join(dead))
         if self._key is not None and not self._authorised(headers):
             return error_reply(Unauthorized("missing or wrong API key: send "
                                             "'Authorization: Bearer <key>'"))[0]
@@ -205,6 +209,11 @@ class App:
                 {"name": n, "version": "1", "state": "READY" if m.ready else "UNAVAILABLE"}
                 for n, m in self.models.items()])
         return plain_error(404, f"no endpoint {method} {path}; see /v2 and /v2/models/{{name}}")
+
+    def unlive(self) -> list[str]:
+        """Why this server process should be restarted (empty: live): a stage down past its
+        policy's max_down_s. The HTTP and gRPC liveness probes both answer from it."""
+        return [w for m in self.models.values() for w in getattr(m.pipeline, "unlive", list)()]
 
     def _unready(self, model: Model) -> list[str]:
         """Why ``model`` cannot answer now (empty: ready): starting, draining, or the engine's
@@ -230,7 +239,7 @@ class App:
         t0 = time.perf_counter()
         metrics = model.metrics
         metrics.in_flight += 1
-        kind = None
+        kind = rid = rungs = None
         try:
             header_length = None
             for k, v in headers:
@@ -238,16 +247,25 @@ class App:
                     header_length = _int_header(k, v)
                 elif k == b"content-encoding" and v.lower() != b"identity":
                     body = _decompress(body, v.lower(), self.config.max_body_bytes)
+                elif k == b"x-request-id":
+                    rid = v.decode("latin-1")
             req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+            rid = req.id or rid
             timeout = req.timeout_s or self.config.request_timeout_s
             result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
+            rungs = result.rungs
             out_headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
             reply: Reply = (200, out_headers, out)
         except Exception as exc:
             reply, kind = error_reply(exc)
+            if reply[0] >= 500 and isinstance(exc, RequestError):  # others: error_reply logged them
+                log_error("POST", model.infer_path, model.name, reply[0], exc, rid)
         finally:
             metrics.in_flight -= 1
-        metrics.observe(reply[0], time.perf_counter() - t0, kind)
+        latency = time.perf_counter() - t0
+        metrics.observe(reply[0], latency, kind)
+        if self.access is not None:
+            self.access.infer("POST", model.infer_path, model.name, reply[0], latency, rid, rungs)
         return reply
 
     # -- ASGI, for embedding the app in any ASGI server ----------------------------------

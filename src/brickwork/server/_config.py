@@ -27,6 +27,9 @@ class ServerConfig:
     backlog: the listening socket's accept queue. Default 2048.
     grpc_port: also serve the v2 gRPC service (``inference.GRPCInferenceService``) on this TCP
         port, same host; 0 picks a free one. Needs the ``grpc`` extra. Default None (no gRPC).
+    access_log: one log line per infer request on the ``brickwork.access`` logger (method,
+        path, model, status, latency, request id, rungs). Default False (5xx answers, worker
+        deaths and breaker transitions are logged either way); see docs/serving.md#logs.
     """
 
     host: str = "127.0.0.1"
@@ -38,6 +41,7 @@ class ServerConfig:
     workers: int = 1
     backlog: int = 2048
     grpc_port: int | None = None
+    access_log: bool = False
     dashboard: bool = True
 
     def __post_init__(self) -> None:

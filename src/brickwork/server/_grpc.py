@@ -172,7 +172,7 @@ class GrpcServer:
 
     # -- the service ---------------------------------------------------------------------
     async def server_live(self, request: Any, context: Any) -> Any:
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=not self.app.unlive())  # as /v2/health/live
 
     async def server_ready(self, request: Any, context: Any) -> Any:
         app = self.app

@@ -165,6 +165,9 @@ def serve(pipelines: Any, *, host: str = "127.0.0.1", port: int = 8000,
     with ``grpc_port``, ``on_grpc_ready(host, grpc_port)`` before it, once gRPC listens."""
     cfg = config or ServerConfig(host=host, port=port, **options)
     items = _pipelines(pipelines)
+    if cfg.workers > 1:  # no framework runtime may live across the fork (see Pipeline.release)
+        for pipeline in items:
+            pipeline.release()
     sock = bind(cfg.host, cfg.port, cfg.backlog)
     reserved = None
     try:
