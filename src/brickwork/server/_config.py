@@ -30,6 +30,8 @@ class ServerConfig:
     access_log: one log line per infer request on the ``brickwork.access`` logger (method,
         path, model, status, latency, request id, rungs). Default False (5xx answers, worker
         deaths and breaker transitions are logged either way); see docs/serving.md#logs.
+    dashboard: answer ``/dashboard`` (the live page, behind ``api_key`` like the rest; see
+        docs/dashboard.md). Default True.
     """
 
     host: str = "127.0.0.1"
