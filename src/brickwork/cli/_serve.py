@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="one log line per infer request: method, path, model, status, latency, "
                         "request id, rungs (default: off; 5xx answers, worker deaths and breaker "
                         "transitions are logged either way)")
+    p.add_argument("--access-log-sample", type=float, default=1.0, metavar="RATE",
+                   help="with --access-log: log this fraction of successful requests, 0..1; errors "
+                        "are always logged (default: 1)")
+    p.add_argument("--trace", action="store_true",
+                   help="OpenTelemetry spans per request and stage batch, traceparent in and out; "
+                        "exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (needs the otel extra)")
     p.add_argument("--no-dashboard", action="store_true",
                    help="do not serve the live dashboard at /dashboard (default: served, behind "
                         "--api-key like every route)")
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key or os.environ.get("BRICKWORK_API_KEY") or None,
         request_timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
         grpc_port=args.grpc_port, access_log=args.access_log, dashboard=not args.no_dashboard,
+        access_log_sample=args.access_log_sample, trace=args.trace,
     )
     pipelines = [load_pipeline(f, backend=backend_of(args)) for f in args.files]
     names = ", ".join(repr(p.name) for p in pipelines)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import tracing as _tracing
 from ..errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -233,6 +234,8 @@ class Client(_Base):
                                       request_id=request_id, timeout_s=timeout_s,
                                       datatypes=self._datatypes.get(model))
         path = _model_path(model, version) + "/infer"
+        if _tracing.TRACER is not None:  # continue the caller's trace upstream (W3C traceparent)
+            headers = {**headers, **_tracing.outgoing()}
         kw: dict[str, Any] = {"content": body, "headers": headers}
         if timeout_s is not None:
             kw["timeout"] = timeout_s + 1.0
@@ -303,6 +306,8 @@ class AsyncClient(_Base):
                                       request_id=request_id, timeout_s=timeout_s,
                                       datatypes=self._datatypes.get(model))
         path = _model_path(model, version) + "/infer"
+        if _tracing.TRACER is not None:  # continue the caller's trace upstream (W3C traceparent)
+            headers = {**headers, **_tracing.outgoing()}
         kw: dict[str, Any] = {"content": body, "headers": headers}
         if timeout_s is not None:
             kw["timeout"] = timeout_s + 1.0

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
+from .. import tracing as _tracing
 from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError, Unauthorized
 from ..pipeline import Pipeline
 from ..protocol import decode_request, encode_response
@@ -99,13 +100,15 @@ class App:
         self.draining = False
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # other fronts' drains (gRPC)
         self._key = self.config.api_key.encode() if self.config.api_key else None
-        self.access = AccessLog() if self.config.access_log else None
+        self.access = AccessLog(sample=self.config.access_log_sample) if self.config.access_log else None
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
         self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def startup(self) -> None:
+        if self.config.trace and _tracing.TRACER is None:
+            _tracing.enable()
         for model in self.models.values():
             try:
                 await model.pipeline.start()
@@ -170,6 +173,8 @@ class App:
             if action == "infer":
                 if method != "POST":
                     return plain_error(405, "infer takes POST", (b"allow", b"POST"))
+                if _tracing.TRACER is not None:
+                    return await self._infer_traced(model, headers, body)
                 return await self._infer(model, headers, body)
             if method not in ("GET", "HEAD"):
                 return plain_error(405, f"{path} takes GET", (b"allow", b"GET"))
@@ -233,6 +238,18 @@ class App:
             if k == b"x-api-key":
                 return hmac.compare_digest(v.strip(), self._key)
         return False
+
+    async def _infer_traced(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
+        """``_infer`` in a SERVER span, the child of the request's ``traceparent`` (tracing on)."""
+        with _tracing.server_span(f"infer {model.name}", headers) as span:
+            reply = await self._infer(model, headers, body)
+            span.set_attribute("brickwork.model", model.name)
+            span.set_attribute("http.response.status_code", reply[0])
+            if reply[0] >= 500:
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {reply[0]}"))
+        return reply
 
     # -- the hot path ------------------------------------------------------------------
     async def _infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
