@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from ._backend import add_backend_args, backend_of
 
@@ -52,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", action="store_true",
                    help="OpenTelemetry spans per request and stage batch, traceparent in and out; "
                         "exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (needs the otel extra)")
+    p.add_argument("--reload", action="store_true",
+                   help="reload a pipeline when its file changes, without dropping a request (a "
+                        "file that fails to compile leaves the old one serving; default: off)")
     p.add_argument("--no-dashboard", action="store_true",
                    help="do not serve the live dashboard at /dashboard (default: served, behind "
                         "--api-key like every route)")
@@ -68,9 +72,11 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key or os.environ.get("BRICKWORK_API_KEY") or None,
         request_timeout_s=args.timeout_s, drain_timeout_s=args.drain_timeout_s,
         grpc_port=args.grpc_port, access_log=args.access_log, dashboard=not args.no_dashboard,
-        access_log_sample=args.access_log_sample, trace=args.trace,
+        access_log_sample=args.access_log_sample, trace=args.trace, reload=args.reload,
     )
     pipelines = [load_pipeline(f, backend=backend_of(args)) for f in args.files]
+    for f, pipeline in zip(args.files, pipelines, strict=True):  # what a reload compiles again
+        pipeline.source, pipeline.source_backend = Path(f), backend_of(args)
     names = ", ".join(repr(p.name) for p in pipelines)
 
     def ready(host: str, port: int) -> None:

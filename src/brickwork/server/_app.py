@@ -7,7 +7,8 @@ the lean HTTP/1.1 server in :mod:`._http` and usable as an ASGI 3 app in any ASG
     GET  /v2/models/{m}[/versions/{v}]/ready   model readiness
     GET  /v2/models/{m}[/versions/{v}]/config  Triton-style model config (for tritonclient)
     POST /v2/models/{m}[/versions/{v}]/infer   inference: JSON and binary tensors
-    POST /v2/repository/index                  the models and their state
+    POST /v2/repository/index                  the models and their state (see ._repository)
+    POST /v2/repository/models/{m}/load|unload  reload a model from its file / stop serving it
     GET  /metrics                              Prometheus text
     GET  /dashboard[/...]                      the live dashboard (see ._dashboard)
 
@@ -18,6 +19,7 @@ no thread hop.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import zlib
@@ -37,6 +39,7 @@ from ._dashboard import Dashboard
 from ._errors import JSON, Reply, error_reply, plain_error
 from ._log import AccessLog, log_error
 from ._metrics import ModelMetrics, render
+from ._repository import Repository
 
 __all__ = ["App"]
 
@@ -56,9 +59,9 @@ class Model:
     """One served pipeline with everything the hot path needs precomputed."""
 
     __slots__ = ("config", "infer_path", "inputs", "metadata", "metrics", "name", "output_names",
-                 "outputs", "pipeline", "ready")
+                 "outputs", "pipeline", "ready", "version")
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, version: str = "1", metrics: ModelMetrics | None = None) -> None:
         plan = pipeline.plan
         self.name = pipeline.name
         self.infer_path = f"/v2/models/{self.name}/infer"
@@ -66,10 +69,11 @@ class Model:
         self.inputs: dict[str, TensorSpec] = {s.name: s for s in plan.inputs}
         self.outputs: dict[str, TensorSpec] = {s.name: s for s in plan.outputs}
         self.output_names = tuple(s.name for s in plan.outputs)
-        self.metrics = ModelMetrics()
+        self.metrics = metrics if metrics is not None else ModelMetrics()
         self.ready = False
+        self.version = version  # "1", then +1 per reload (see ._repository)
         self.metadata = orjson.dumps({
-            "name": self.name, "versions": ["1"], "platform": "brickwork",
+            "name": self.name, "versions": [version], "platform": "brickwork",
             "inputs": [s.to_dict() for s in plan.inputs],
             "outputs": [s.to_dict() for s in plan.outputs],
         })
@@ -104,6 +108,8 @@ class App:
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
         self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
+        self.repository = Repository(self)
+        self._watch: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def startup(self) -> None:
@@ -117,14 +123,19 @@ class App:
                                   f"{exc}") from exc
             model.ready = True
         self.ready = True
+        if self.config.reload:
+            self._watch = asyncio.get_running_loop().create_task(self.repository.watch())
 
     async def shutdown(self) -> None:
         self.ready = False
+        if self._watch is not None:
+            self._watch.cancel()
         for drain in self.on_shutdown:
             await drain()
         for model in self.models.values():
             model.ready = False
             await model.pipeline.aclose()
+        await self.repository.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -166,8 +177,9 @@ class App:
                 return plain_error(404, f"unknown model {parts[0]!r}; this server has {sorted(self.models)}")
             rest = parts[1:]
             if len(rest) >= 2 and rest[0] == "versions":
-                if rest[1] != "1":
-                    return plain_error(404, f"model {model.name!r} has no version {rest[1]!r}; it has ['1']")
+                if rest[1] != model.version:
+                    return plain_error(404, f"model {model.name!r} has no version {rest[1]!r}; it has "
+                                            f"[{model.version!r}]")
                 rest = rest[2:]
             action = rest[0] if len(rest) == 1 else ("" if not rest else None)
             if action == "infer":
@@ -187,6 +199,11 @@ class App:
             if action == "config":
                 return 200, [JSON], model.config
             return plain_error(404, f"no endpoint {path}")
+        if path.startswith("/v2/repository/"):
+            if self._key is not None and not self._authorised(headers):
+                return error_reply(Unauthorized("missing or wrong API key: send "
+                                                "'Authorization: Bearer <key>'"))[0]
+            return await self.repository.handle(method, path, body)
         if path.startswith("/dashboard") and self.dashboard is not None:
             return self.dashboard.handle(method, path, headers, body)
         return self._other(path, method, headers)

@@ -35,6 +35,10 @@ class ServerConfig:
     trace: OpenTelemetry tracing (the ``otel`` extra): a span per request and per stage batch,
         W3C ``traceparent`` in and out, OTLP export when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
         (see docs/dashboard.md#tracing). Default False.
+    reload: watch the served pipeline files and reload a model whose file changed (compiled
+        and warmed beside the old, switched atomically, the old drained; a file that fails
+        leaves the old serving). Default False. ``POST /v2/repository/models/{m}/load`` does the
+        same on demand.
     dashboard: answer ``/dashboard`` (the live page, behind ``api_key`` like the rest; see
         docs/dashboard.md). Default True.
     """
@@ -50,6 +54,7 @@ class ServerConfig:
     grpc_port: int | None = None
     access_log: bool = False
     dashboard: bool = True
+    reload: bool = False
     access_log_sample: float = 1.0
     trace: bool = False
 
