@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 from ..bricks import kind_module
 from ..engine import RunResult
 from ..errors import ConfigError, DeadlineExceeded, WorkerCrashed
+from ..faults import Supervisor
 from ..plan import StagePlan
 from ..spec import Tensors
 from ._actor import BatchAnswer, BrickActor
@@ -42,7 +42,6 @@ __all__ = ["RayReplica"]
 
 log = logging.getLogger("brickwork.cluster")
 
-_REPLACE_BACKOFF_S = (0.05, 5.0)  # first delay, cap; doubling in between
 _ACTOR_CLASS: Any = None
 
 
@@ -73,7 +72,9 @@ def _ray_options(stage: StagePlan) -> dict[str, Any]:
 
 
 class RayReplica:
-    """One actor of a stage. ``on_change`` is called when it dies or comes back."""
+    """One actor of a stage, supervised like a worker process (:class:`~brickwork.faults.
+    Supervisor`: watchdog, heartbeat, replacement with backoff). ``on_change`` is called when it
+    dies or comes back."""
 
     capacity = 4  # one batch computing, the next ones waiting in the actor's mailbox
     remote = True  # the stage sends it partial batches while it computes (see Stage._pump)
@@ -90,60 +91,70 @@ class RayReplica:
         self.index = index
         self.namespace = namespace
         self.actor_name = f"{stage.name}/{index}"
+        self.label = f"stage {stage.name!r} replica {index} (actor {self.actor_name})"
         self.keep_remote = keep_remote
         self.remote_min_bytes = remote_min_bytes
         self.start_timeout_s = start_timeout_s
         self.inflight = 0
         self.batches = 0
-        self.restarts = 0
-        self.hangs = 0
-        self.deaths = 0
-        self.restarting = False
         self.on_change: Callable[[], None] = lambda: None
         policy = stage.options.policy
-        self.hang_after_s: float | None = policy.timeout_s or policy.health_timeout_s
-        self.health_timeout_s = policy.health_timeout_s
-        self.heartbeat_s = None if self.health_timeout_s is None else min(1.0, self.health_timeout_s / 2)
+        self.supervisor = Supervisor(
+            self, hang_after_s=policy.timeout_s or policy.health_timeout_s,
+            hang_setting="timeout_s" if policy.timeout_s else "health_timeout_s",
+            health_timeout_s=policy.health_timeout_s)
         self.owner = False  # this ingress created the actor (and kills it on stop)
-        self.down_since: float | None = None  # monotonic time of the death, until replaced
-        self.last_downtime_s: float | None = None
         self.node: str | None = None
         self.pid: int | None = None
         self._handle: Any = None
         self._ready = False
         self._stopping = False
-        self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = 0
         # batches the actor holds, oldest first: seq -> (future, bytes the ingress sent)
         self._pending: dict[int, tuple[asyncio.Future[RunResult], int]] = {}
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._hung: str | None = None
-        self._beat_task: asyncio.Task[None] | None = None
-        self._replace_task: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
         return self._ready and not self._stopping
 
+    # what supervision keeps, read by the stage (dispatch, stats) and by liveness
+    @property
+    def restarting(self) -> bool:
+        return self.supervisor.restarting
+
+    @property
+    def down_since(self) -> float | None:
+        return self.supervisor.down_since
+
+    @property
+    def restarts(self) -> int:
+        return self.supervisor.restarts
+
+    @property
+    def hangs(self) -> int:
+        return self.supervisor.hangs
+
+    @property
+    def deaths(self) -> int:
+        return self.supervisor.deaths
+
     def info(self) -> dict[str, Any]:
         return {"index": self.index, "kind": "ray", "actor": self.actor_name, "namespace": self.namespace,
                 "node": self.node, "pid": self.pid, "owner": self.owner, "alive": self.alive,
-                "restarts": self.restarts, "hangs": self.hangs, "deaths": self.deaths,
-                "last_downtime_s": self.last_downtime_s, "batches": self.batches}
+                **self.supervisor.info(), "batches": self.batches}
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- lifecycle (Supervised) ----------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self._attach()
-        self._started = True
-        self._beat_task = asyncio.ensure_future(self._heartbeat())
+        await self.spawn()
+        self.supervisor.up()
 
-    async def _attach(self) -> None:
+    async def spawn(self) -> None:
         """Find the named actor, or create it; wait until its brick is loaded and warm."""
         import ray
 
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
 
         def get_or_create() -> tuple[Any, bool]:
             try:
@@ -162,10 +173,7 @@ class RayReplica:
         except (ray.exceptions.RayActorError, TimeoutError) as exc:
             # a dead actor keeps its name until it is killed: free it for the next attempt (an
             # actor scheduled onto a node that died before the cluster noticed ends up so)
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception:
-                pass
+            _kill(handle)
             if isinstance(exc, ray.exceptions.RayActorError):
                 cause = getattr(exc, "cause", None) or exc
                 raise ConfigError(f"stage {self.stage.name!r}: its actor could not start: {cause}") from None
@@ -175,25 +183,41 @@ class RayReplica:
         self._handle, self.owner = handle, created
         self.node, self.pid = info["node"], info["pid"]
         self._ready = True
-        if self.down_since is not None:  # faults.unlive reads down_since (max_down_s)
-            self.last_downtime_s = time.monotonic() - self.down_since
-            self.down_since = None
 
     async def stop(self) -> None:
         self._stopping = True
         self._ready = False
-        for task in (self._beat_task, self._replace_task):
-            if task is not None:
-                task.cancel()
-        self._fail_pending(WorkerCrashed(f"stage {self.stage.name!r} replica {self.index} stopped"))
+        self.supervisor.stop()
+        self._fail_pending(WorkerCrashed(f"{self.label} stopped"))
         handle, self._handle = self._handle, None
         if handle is not None and self.owner:
-            import ray
+            _kill(handle)
 
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception:  # already gone
-                pass
+    def kill(self, reason: str) -> None:
+        """Supervision's verdict (hung, or silent while idle): kill the actor, handle it as dead."""
+        self._died(self._handle, reason)
+
+    def ping(self) -> bool:
+        handle, loop = self._handle, self._loop
+        if handle is None or loop is None:
+            return False
+        handle.ping.remote().future().add_done_callback(
+            lambda f: loop.call_soon_threadsafe(self._pong, handle, f))
+        return True
+
+    def _pong(self, handle: Any, done: Any) -> None:
+        if handle is not self._handle:
+            return
+        if done.exception() is None:
+            self.supervisor.answered()
+        else:  # the actor (or its node) is gone
+            self._died(handle, f"died ({type(done.exception()).__name__})")
+
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def changed(self) -> None:
+        self.on_change()
 
     # -- the hot path ------------------------------------------------------------------
     def run(self, parts: Sequence[Tensors], wanted: Callable[[], bool] | None = None,
@@ -201,7 +225,7 @@ class RayReplica:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[RunResult] = loop.create_future()
         if not self.alive:
-            fut.set_exception(WorkerCrashed(f"stage {self.stage.name!r} replica {self.index} is not running"))
+            fut.set_exception(WorkerCrashed(f"{self.label} is not running"))
             return fut
         if wanted is not None and not wanted():
             fut.set_exception(DeadlineExceeded(
@@ -218,9 +242,9 @@ class RayReplica:
         seq = self._seq
         self._pending[seq] = (fut, sent)
         if len(self._pending) == 1:
-            self._watch(seq)
-        ref = self._handle.run.remote(payload, self.keep_remote, self.remote_min_bytes)
+            self.supervisor.watch()
         handle = self._handle
+        ref = handle.run.remote(payload, self.keep_remote, self.remote_min_bytes)
         ref.future().add_done_callback(
             lambda f: loop.call_soon_threadsafe(self._answered, seq, handle, f))
         return fut
@@ -228,27 +252,26 @@ class RayReplica:
     def _answered(self, seq: int, handle: Any, done: Any) -> None:
         import ray
 
-        pending = self._pending.pop(seq, None)
+        pending = self._pending.get(seq)
         if pending is None or handle is not self._handle:
             return  # given up already (the actor died and the batch was failed)
-        fut, sent = pending
+        exc = done.exception()
+        if isinstance(exc, ray.exceptions.RayActorError):
+            self._died(handle, f"died ({type(exc).__name__})")  # fails this batch and those behind
+            return
+        del self._pending[seq]
+        self.supervisor.answered()
         if self._pending:  # the actor answers in order: the next batch starts now
-            self._watch(next(iter(self._pending)))
+            self.supervisor.watch()
         else:
-            self._disarm()
-        try:
-            answer: BatchAnswer = done.result()
-        except ray.exceptions.RayActorError as exc:
-            self._pending[seq] = pending  # fail it with the others, as the batch computing
-            self._died(handle, f"died ({type(exc).__name__})")
-            return
-        except Exception as exc:  # a Ray failure that is not the actor's death
-            if not fut.done():
-                fut.set_exception(WorkerCrashed(f"stage {self.stage.name!r} replica {self.index}: "
-                                                f"{type(exc).__name__}: {exc}"))
-            return
+            self.supervisor.disarm()
+        fut, sent = pending
         if fut.done():
             return
+        if exc is not None:  # a Ray failure that is not the actor's death
+            fut.set_exception(WorkerCrashed(f"{self.label}: {type(exc).__name__}: {exc}"))
+            return
+        answer: BatchAnswer = done.result()
         if answer.error is not None:
             fut.set_exception(answer.error)
             return
@@ -264,107 +287,40 @@ class RayReplica:
         copied = {"ingress_in": sent, "ingress_out": received, "cluster": answer.fetched}
         fut.set_result(RunResult(outputs, answer.compute_s, {k: v for k, v in copied.items() if v}))
 
-    # -- supervision -------------------------------------------------------------------
-    def _watch(self, seq: int) -> None:
-        self._disarm()
-        if self.hang_after_s is not None and self._loop is not None:
-            self._watchdog = self._loop.call_later(self.hang_after_s, self._on_hang, seq)
-
-    def _disarm(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-
-    def _on_hang(self, seq: int) -> None:
-        if seq not in self._pending or self._handle is None:
-            return
-        self.hangs += 1
-        policy = self.stage.options.policy
-        self._died(self._handle, f"hung: its batch ran past {self.hang_after_s:g} s "
-                   f"({'timeout_s' if policy.timeout_s else 'health_timeout_s'}), so it was killed "
-                   "and is being replaced")
-
-    async def _heartbeat(self) -> None:
-        """Ping the actor while it holds no batch, so a dead or frozen idle actor (or a lost
-        node) is found before a request reaches it."""
-        import ray
-
-        if self.heartbeat_s is None or self.health_timeout_s is None:
-            return
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            await asyncio.sleep(self.heartbeat_s)
-            handle = self._handle
-            if not self.alive or self._pending or handle is None:
-                continue
-            try:
-                await asyncio.wait_for(_await(handle.ping.remote(), loop), self.health_timeout_s)
-            except TimeoutError:
-                if handle is self._handle and not self._pending:
-                    self.hangs += 1
-                    self._died(handle, f"stopped answering heartbeats for {self.health_timeout_s:g} s "
-                               "while idle (health_timeout_s), so it was killed and is being replaced")
-            except ray.exceptions.RayActorError as exc:
-                if handle is self._handle:
-                    self._died(handle, f"died ({type(exc).__name__})")
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("stage %r replica %d: heartbeat failed", self.stage.name, self.index)
-
+    # -- deaths ------------------------------------------------------------------------
     def _died(self, handle: Any, what: str) -> None:
-        if handle is not self._handle:
+        if handle is None or handle is not self._handle:
             return
-        import ray
-
         self._handle = None
         self._ready = False
-        self.deaths += 1
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-        try:  # hung: stop it; dead or unreachable (a lost node): the cluster forgets it now
-            ray.kill(handle, no_restart=True)  # instead of after its health checks, which
-        except Exception:  # frees its name for the replacement at once
-            pass
-        err = WorkerCrashed(f"stage {self.stage.name!r} replica {self.index} (actor {self.actor_name} "
-                            f"on node {str(self.node)[:12]}, pid {self.pid}) {what}")
-        log.warning("%s", err)
+        # hung: stop it; dead or unreachable (a lost node): the cluster forgets it now instead
+        # of after its health checks, which frees its name for the replacement at once
+        _kill(handle)
+        err = WorkerCrashed(f"{self.label} on node {str(self.node)[:12]}, pid {self.pid}, {what}")
+        if not self._stopping:
+            log.warning("%s; replacing it", err.message)
         self._fail_pending(err)
-        if self._started and not self._stopping and not self.restarting:
-            self.restarting = True
-            self._replace_task = asyncio.ensure_future(self._replace())
+        if not self._stopping:
+            self.supervisor.down()
         self.on_change()
 
     def _fail_pending(self, exc: WorkerCrashed) -> None:
-        self._disarm()
+        """The batch computing fails with ``exc``; those queued behind it never started."""
+        self.supervisor.disarm()
         pending, self._pending = self._pending, {}
         for i, (fut, _) in enumerate(pending.values()):
             if not fut.done():
                 fut.set_exception(exc if i == 0 else WorkerCrashed(
                     f"{exc} (this batch was queued behind the failed one)", started=False))
 
-    async def _replace(self) -> None:
-        delay, cap = _REPLACE_BACKOFF_S
-        try:
-            while not self._stopping:
-                await asyncio.sleep(delay)
-                if self._stopping:
-                    return
-                try:
-                    await self._attach()
-                except Exception as exc:
-                    log.warning("stage %r replica %d: replacing its actor failed (%s); next try in %.2g s",
-                                self.stage.name, self.index, exc, min(delay * 2, cap))
-                    delay = min(delay * 2, cap)
-                    continue
-                self.restarts += 1
-                log.info("stage %r replica %d: actor back on node %s (pid %s)",
-                         self.stage.name, self.index, str(self.node)[:12], self.pid)
-                return
-        finally:
-            self.restarting = False
-            if not self._stopping:
-                self.on_change()
+
+def _kill(handle: Any) -> None:
+    import ray
+
+    try:
+        ray.kill(handle, no_restart=True)
+    except Exception:  # already gone
+        pass
 
 
 async def _await(ref: Any, loop: asyncio.AbstractEventLoop) -> Any:

@@ -24,13 +24,14 @@ import hmac
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 
 from .. import __version__
 from .. import tracing as _tracing
-from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError, Unauthorized
+from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError
 from ..pipeline import Pipeline
 from ..protocol import decode_request, encode_response
 from ..spec import TensorSpec
@@ -49,6 +50,15 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "metrics"]
 _OK_EMPTY: Reply = (200, [(b"content-type", b"text/plain")], b"")
+# Bodies at least this large (or compressed ones at least _OFF_LOOP_COMPRESSED) are decoded on a
+# helper thread, so one big request cannot hold the event loop (and every health probe) for
+# long: the loop gets the GIL back every few milliseconds.
+_OFF_LOOP_BYTES = 1024 * 1024
+_OFF_LOOP_COMPRESSED = 16 * 1024
+_DECODE_THREADS = 2
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="brickwork"')
+_NO_KEY = ("missing or wrong API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')")
+_PROBES = ("/v2/health/live", "/v2/health/ready")
 
 
 class _Disconnected(Exception):
@@ -104,6 +114,7 @@ class App:
         self.draining = False
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # other fronts' drains (gRPC)
         self._key = self.config.api_key.encode() if self.config.api_key else None
+        self._decoders: ThreadPoolExecutor | None = None
         self.access = AccessLog(sample=self.config.access_log_sample) if self.config.access_log else None
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
@@ -135,6 +146,9 @@ class App:
         for model in self.models.values():
             model.ready = False
             await model.pipeline.aclose()
+        if self._decoders is not None:
+            self._decoders.shutdown(wait=False, cancel_futures=True)
+            self._decoders = None
         await self.repository.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -169,8 +183,7 @@ class App:
         ``headers`` have lower-case names. Never raises: errors become replies."""
         if path.startswith("/v2/models/"):
             if self._key is not None and not self._authorised(headers):
-                return error_reply(Unauthorized("missing or wrong API key: send "
-                                                "'Authorization: Bearer <key>'"))[0]
+                return _unauthorised()
             parts = path[11:].split("/")
             model = self.models.get(parts[0])
             if model is None:
@@ -201,14 +214,24 @@ class App:
             return plain_error(404, f"no endpoint {path}")
         if path.startswith("/v2/repository/"):
             if self._key is not None and not self._authorised(headers):
-                return error_reply(Unauthorized("missing or wrong API key: send "
-                                                "'Authorization: Bearer <key>'"))[0]
+                return _unauthorised()
             return await self.repository.handle(method, path, body)
         if path.startswith("/dashboard") and self.dashboard is not None:
             return self.dashboard.handle(method, path, headers, body)
         return self._other(path, method, headers)
 
+    def refuse_early(self, path: str, headers: list[tuple[bytes, bytes]]) -> Reply | None:
+        """What to answer on the headers alone, before any body is read: 401 when an API key is
+        required and missing or wrong. None: go on reading the request."""
+        if self._key is None or path in _PROBES or self._authorised(headers):
+            return None
+        if self.dashboard is not None and path.startswith("/dashboard") and self.dashboard.early(path, headers):
+            return None  # its login form, or its cookie
+        return _unauthorised()
+
     def _other(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
+        if path in _PROBES and method not in ("GET", "HEAD"):
+            return plain_error(405, f"{path} takes GET or HEAD", (b"allow", b"GET, HEAD"))
         if path == "/v2/health/ready":
             if self.draining or not self.ready:
                 return plain_error(503, "draining" if self.draining else "starting")
@@ -218,8 +241,7 @@ class App:
             dead = self.unlive()
             return _OK_EMPTY if not dead else plain_error(503, "; ".join(dead))
         if self._key is not None and not self._authorised(headers):
-            return error_reply(Unauthorized("missing or wrong API key: send "
-                                            "'Authorization: Bearer <key>'"))[0]
+            return _unauthorised()
         if path in ("/v2", "/v2/"):
             return 200, [JSON], self._server_meta
         if path == "/metrics":
@@ -276,20 +298,36 @@ class App:
         kind = rid = rungs = None
         try:
             header_length = None
+            encoding = None
             for k, v in headers:
                 if k == b"inference-header-content-length":
                     header_length = _int_header(k, v)
-                elif k == b"content-encoding" and v.lower() != b"identity":
-                    body = _decompress(body, v.lower(), self.config.max_body_bytes)
+                elif k == b"content-encoding":
+                    encoding = _coding(v, encoding)
                 elif k == b"x-request-id":
                     rid = v.decode("latin-1")
-            req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+            if encoding is not None or len(body) >= _OFF_LOOP_BYTES:
+                req = await self._decode_off_loop(model, body, header_length, encoding)
+            else:
+                req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
             rid = req.id or rid
             timeout = req.timeout_s or self.config.request_timeout_s
             result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
             rungs = result.rungs
-            out_headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
+            size = _least_size(req, result, model.output_names)  # a lower bound, cheap
+            if size < _OFF_LOOP_BYTES:
+                out_headers, out = encode_response(model.name, req, result, model.output_names,
+                                                   result.rungs)
+            elif size <= self.config.max_response_bytes:
+                out_headers, out = await self._encode_off_loop(model, req, result)
+            else:
+                out_headers, out = [], b""
             reply: Reply = (200, out_headers, out)
+            if len(out) > self.config.max_response_bytes or size > self.config.max_response_bytes:
+                reply, kind = plain_error(413, (
+                    f"the response would be over {max(size, len(out))} bytes, over this server's "
+                    f"limit of {self.config.max_response_bytes} (--max-response-bytes); send fewer "
+                    "items per request or ask for fewer outputs")), "ResponseTooLarge"
         except Exception as exc:
             reply, kind = error_reply(exc)
             if reply[0] >= 500 and isinstance(exc, RequestError):  # others: error_reply logged them
@@ -302,17 +340,45 @@ class App:
             self.access.infer("POST", model.infer_path, model.name, reply[0], latency, rid, rungs)
         return reply
 
+    async def _encode_off_loop(self, model: Model, req: Any, result: Any) -> Any:
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="bw-decode")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._decoders, encode_response, model.name, req, result, model.output_names, result.rungs)
+
+    async def _decode_off_loop(self, model: Model, body: bytes, header_length: int | None,
+                               encoding: bytes | None) -> Any:
+        limit = self.config.max_body_bytes
+        if encoding is not None and len(body) < _OFF_LOOP_COMPRESSED:
+            body = _decompress(body, encoding, limit)
+            encoding = None
+        if encoding is None and len(body) < _OFF_LOOP_BYTES:
+            return decode_request(body, header_length, model.inputs, model.outputs, model.name)
+
+        def decode() -> Any:
+            raw = body if encoding is None else _decompress(body, encoding, limit)
+            return decode_request(raw, header_length, model.inputs, model.outputs, model.name)
+
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="bw-decode")
+        return await asyncio.get_running_loop().run_in_executor(self._decoders, decode)
+
     # -- ASGI, for embedding the app in any ASGI server ----------------------------------
     async def _asgi_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = list(scope["headers"])
-        try:
-            body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
-        except _Disconnected:
-            return
-        except RequestError as exc:
-            reply = error_reply(exc)[0]
+        path = scope["path"]
+        refusal = self.refuse_early(path, headers)  # the key, before any body is read
+        if refusal is not None:
+            reply = refusal
         else:
-            reply = await self.handle(scope["method"], scope["path"], headers, body)
+            try:
+                body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
+            except _Disconnected:
+                return
+            except RequestError as exc:
+                reply = error_reply(exc)[0]
+            else:
+                reply = await self.handle(scope["method"], path, headers, body)
         status, out_headers, out = reply
         await send({"type": "http.response.start", "status": status,
                     "headers": [*out_headers, (b"content-length", str(len(out)).encode())]})
@@ -344,6 +410,35 @@ async def _read_asgi_body(headers: list[tuple[bytes, bytes]], receive: Receive, 
         chunks.append(chunk)
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _least_size(req: Any, result: Any, names: tuple[str, ...]) -> int:
+    """At least how many bytes the response body takes: a binary output its bytes, a JSON one
+    two characters per element."""
+    wanted = req.outputs if req.outputs is not None else [(n, req.binary_output) for n in names]
+    total = 0
+    for name, binary in wanted:
+        arr = result[name]
+        total += arr.nbytes if binary and arr.dtype.kind != "O" else 2 * arr.size
+    return total
+
+
+def _unauthorised() -> Reply:
+    return plain_error(401, _NO_KEY, _CHALLENGE)
+
+
+def _coding(value: bytes, seen: bytes | None) -> bytes | None:
+    """The one content coding of a request body (None: identity). Two codings — two headers,
+    or a list in one — are refused: each would multiply what a small body decodes to."""
+    coding = value.strip().lower()
+    if coding == b"identity":
+        return seen
+    if seen is not None or b"," in coding:
+        raise InvalidInput("a request body may carry at most one Content-Encoding (gzip or deflate)")
+    if coding not in (b"gzip", b"deflate"):
+        raise InvalidInput(f"Content-Encoding {coding.decode(errors='replace')!r} is not supported; "
+                           "use gzip, deflate or none")
+    return coding
 
 
 def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:

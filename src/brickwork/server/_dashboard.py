@@ -92,6 +92,11 @@ class Dashboard:
         return plain_error(404, f"no endpoint {path}; the dashboard is at /dashboard")
 
     # -- auth ------------------------------------------------------------------------------
+    def early(self, path: str, headers: list[tuple[bytes, bytes]]) -> bool:
+        """May this request's body be read without the API key header (the server's early 401)?
+        The login form may (it carries the key in its body), and a request with the cookie."""
+        return path == "/dashboard/login" or self._allowed(headers)
+
     def _allowed(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if self._token is None:
             return True

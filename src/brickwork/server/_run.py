@@ -135,6 +135,19 @@ def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socke
         shared = SharedMetrics(metrics_dir[0], metrics_dir[1], list(app.models))
         for name, model in app.models.items():
             model.metrics = shared.metrics[name]
+    if config.http == "uvicorn":
+        from ._uvicorn import run_uvicorn
+
+        background = None
+        if shared is not None:
+            publisher = shared
+
+            def background() -> Any:
+                return publisher.publish(
+                    lambda: {n: m.pipeline.stats() for n, m in app.models.items()} if app.ready else {})
+
+        run_uvicorn(app, config, sock, on_ready, background=background)
+        return
     server = HttpServer(app, sock, on_ready=on_ready)
     front = grpc_front(app, config.grpc_port)
 
