@@ -119,7 +119,7 @@ class App:
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
         self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
-        self.repository = Repository(self)
+        self.repository = Repository(self, Model)
         self._watch: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------

@@ -94,8 +94,9 @@ class Dashboard:
     # -- auth ------------------------------------------------------------------------------
     def early(self, path: str, headers: list[tuple[bytes, bytes]]) -> bool:
         """May this request's body be read without the API key header (the server's early 401)?
-        The login form may (it carries the key in its body), and a request with the cookie."""
-        return path == "/dashboard/login" or self._allowed(headers)
+        The login form may (it carries the key in its body), the page (it redirects to the form),
+        and a request with the cookie."""
+        return path in ("/dashboard", "/dashboard/", "/dashboard/login") or self._allowed(headers)
 
     def _allowed(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if self._token is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,9 @@ log = logging.getLogger("brickwork.server")
 
 
 class Repository:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, model: Callable[..., Model]) -> None:
         self.app = app
+        self._model = model  # the App's Model class (passed in: this module does not import _app)
         self.unloaded: dict[str, Model] = {}
         self.reasons: dict[str, str] = {}  # model → why its last load failed (it still serves the old)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -102,7 +104,6 @@ class Repository:
     async def load(self, name: str) -> str:
         """Compile, start and switch to a fresh copy of ``name``; raises BrickworkError (the old
         model untouched) when the file does not compile or the pipeline does not start."""
-        from ._app import Model
         from ._metrics import ModelMetrics
 
         async with self._lock(name):
@@ -134,7 +135,7 @@ class Repository:
                 raise
             # the counters carry on (same slots); in flight is counted per version, for the drain
             metrics = ModelMetrics(values=old.metrics.values, shared=old.metrics.shared)
-            new = Model(pipeline, version=str(int(old.version) + 1) if old.version.isdigit() else "1",
+            new = self._model(pipeline, version=str(int(old.version) + 1) if old.version.isdigit() else "1",
                         metrics=metrics)
             new.ready = True
             self.reasons.pop(name, None)
