@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import BrickworkError, ConfigError
 
-__all__ = ["Studio", "check", "run_request", "serve_studio"]
+__all__ = ["Studio", "check", "locate", "make_server", "run_request", "serve_studio"]
 
 _STATIC = {"studio.html": "text/html; charset=utf-8", "studio.js": "text/javascript; charset=utf-8",
            "studio.css": "text/css; charset=utf-8"}
