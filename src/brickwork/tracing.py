@@ -14,7 +14,8 @@ request and per batch; nothing from OpenTelemetry is imported.
 
 ``enable()`` with no provider builds one from the environment: ``OTEL_SERVICE_NAME`` (default
 ``brickwork``) and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set, an
-OTLP/HTTP exporter (``opentelemetry-exporter-otlp-proto-http``) in a batch processor. ``brickwork
+OTLP/HTTP exporter (``opentelemetry-exporter-otlp-proto-http``) in a batch processor;
+``OTEL_TRACES_EXPORTER=console`` writes each span as JSON to stderr instead (``none``: no export). ``brickwork
 serve --trace`` calls it. Tests pass their own provider (the SDK's in-memory exporter).
 """
 
@@ -59,7 +60,17 @@ def _provider_from_env() -> Any:
 
     provider = TracerProvider(resource=Resource.create(
         {"service.name": os.environ.get("OTEL_SERVICE_NAME", "brickwork")}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "console":  # each span as JSON on stderr, as it ends (for a look, or a test)
+        import sys
+
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    elif exporter not in ("", "otlp", "none"):
+        raise ConfigError(f"OTEL_TRACES_EXPORTER={exporter!r}: brickwork knows otlp, console and none")
+    if exporter != "none" and (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                               or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:
