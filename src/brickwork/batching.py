@@ -92,6 +92,7 @@ class Pending:
     alone: bool = False
     attempts: int = 0
     waiter: Any = None
+    trace: Any = None  # the request's OpenTelemetry context, only while tracing is on
 
     def abandoned(self) -> bool:
         return self.waiter is not None and self.waiter.done()

@@ -350,11 +350,13 @@ class HttpBrick(BaseBrick):
         import httpx
         import orjson
 
+        from .. import tracing
+
         if self._http is None:
             self.load()
         try:
             r = self._http.request(self.method, self.url, content=orjson.dumps(body),
-                                   headers={"content-type": "application/json"})
+                                   headers={"content-type": "application/json", **tracing.outgoing()})
         except httpx.TimeoutException as exc:
             raise UpstreamError(f"http brick {self.name!r}: {self.url} gave no answer within "
                                 f"{self.call_timeout_s} s") from exc

@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
     add_backend_args(p)
     p.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the figures here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sweep", default=None, metavar="C1,C2,...",
+                   help="run once per concurrency level (e.g. 1,4,16,64), each on a fresh pipeline; "
+                        "--requests/--duration-s apply to each level")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="draw throughput, latency p50/p99 and per-stage utilisation against "
+                        "concurrency into this PNG (matplotlib: the viz extra)")
     p.set_defaults(func=bench)
 
 
@@ -238,13 +244,53 @@ def _report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _levels(text: str | None, default: int) -> list[int]:
+    if text is None:
+        return [default]
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--sweep takes concurrency levels like 1,4,16,64, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise ConfigError(f"--sweep levels must be integers >= 1, got {text!r}")
+    return levels
+
+
 def bench(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
-    pipeline, example = _load(args.file, backend_of(args))
-    request = _request(args, pipeline, example)
-    result = asyncio.run(_drive(pipeline, request, args))
-    print(_report(result))
+    levels = _levels(args.sweep, args.concurrency)
+    if args.plot:
+        from ._bench_plot import check_plotting
+
+        check_plotting()  # fail before minutes of load, not after
+    results = []
+    request: dict[str, Any] | None = None
+    for level in levels:
+        pipeline, example = _load(args.file, backend_of(args))
+        if request is None:
+            request = _request(args, pipeline, example)
+        args.concurrency = level
+        result = asyncio.run(_drive(pipeline, request, args))
+        print(_report(result) + ("\n" if len(levels) > 1 else ""), flush=True)
+        results.append(result)
+    if len(levels) > 1:
+        print(_sweep_table(results))
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return 0 if result["ok"] else 1
+        doc: Any = results[0] if len(results) == 1 else {"sweep": results}
+        Path(args.json_path).write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    if args.plot:
+        from ._bench_plot import plot_sweep
+
+        plot_sweep(results, args.plot)
+        print(f"plot: {args.plot}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def _sweep_table(results: list[dict[str, Any]]) -> str:
+    lines = [f"  {'concurrency':>11}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}  bottleneck"]
+    for r in results:
+        lat = r["latency_s"]
+        lines.append(f"  {r['concurrency']:>11}{r['throughput_req_s']:>12,.1f}{lat['p50'] * 1e3:>10.2f}"
+                     f"{lat['p99'] * 1e3:>10.2f}  {r['bottleneck'] or '-'}")
+    return "sweep:\n" + "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from ._backend import add_backend_args, backend_of
 
@@ -75,6 +76,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="one log line per infer request: method, path, model, status, latency, "
                         "request id, rungs (default: off; 5xx answers, worker deaths and breaker "
                         "transitions are logged either way)")
+    p.add_argument("--access-log-sample", type=float, default=1.0, metavar="RATE",
+                   help="with --access-log: log this fraction of successful requests, 0..1; errors "
+                        "are always logged (default: 1)")
+    p.add_argument("--trace", action="store_true",
+                   help="OpenTelemetry spans per request and stage batch, traceparent in and out; "
+                        "exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (needs the otel extra)")
+    p.add_argument("--reload", action="store_true",
+                   help="reload a pipeline when its file changes, without dropping a request (a "
+                        "file that fails to compile leaves the old one serving; default: off)")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not serve the live dashboard at /dashboard (default: served, behind "
+                        "--api-key like every route)")
     p.set_defaults(func=run)
 
 
@@ -108,15 +121,20 @@ def run(args: argparse.Namespace) -> int:
         max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
         write_buffer_bytes=args.write_buffer_bytes, ssl_keyfile=args.ssl_keyfile,
         ssl_certfile=args.ssl_certfile,
-        grpc_port=args.grpc_port, access_log=args.access_log,
+        grpc_port=args.grpc_port, access_log=args.access_log, dashboard=not args.no_dashboard,
+        access_log_sample=args.access_log_sample, trace=args.trace, reload=args.reload,
     )
     pipelines = [load_pipeline(f, backend=backend_of(args)) for f in args.files]
+    for f, pipeline in zip(args.files, pipelines, strict=True):  # what a reload compiles again
+        pipeline.source, pipeline.source_backend = Path(f), backend_of(args)
     names = ", ".join(repr(p.name) for p in pipelines)
 
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if config.ssl_certfile else "http"
         print(f"brickwork: serving {names} on {scheme}://{shown}:{port}", flush=True)
+        if config.dashboard:
+            print(f"brickwork: dashboard on {scheme}://{shown}:{port}/dashboard", flush=True)
 
     def grpc_ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host

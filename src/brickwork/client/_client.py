@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import tracing as _tracing
 from ..errors import DeadlineExceeded, RequestError, UpstreamError
 from ..protocol import InferResponse, decode_response, encode_request, error_for_status, load_json
 from ..spec import to_numpy_dtype
@@ -113,6 +114,8 @@ class _Core:
                                        binary=self.binary if binary is None else binary,
                                        request_id=request_id, timeout_s=timeout_s)
         path = _model_path(model, version) + "/infer"
+        if _tracing.TRACER is not None:  # continue the caller's trace upstream (W3C traceparent)
+            headers = {**headers, **_tracing.outgoing()}
         wait = timeout_s + 1.0 if timeout_s is not None else None
         reply = yield _Call("POST", path, body, headers, wait)
         return decode_response(reply.status, reply.content, reply.headers, self.url + path)

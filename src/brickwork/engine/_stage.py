@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .. import tracing as _tracing
 from ..batching import BatchQueue, LatencyProfile, Pending, batch_key, rows_of
 from ..errors import DeadlineExceeded, ModelError, RequestError, WorkerCrashed
 from ..plan import StagePlan
@@ -79,13 +80,14 @@ class Stage:
             raise WorkerCrashed(f"stage {self.name!r} is shut down")
         rows = rows_of(inputs)
         inline = self._inline
-        if inline is not None and inline.inflight == 0 and not self.queue:
+        if inline is not None and inline.inflight == 0 and not self.queue and _tracing.TRACER is None:
             return self._run_inline_now(inline, inputs, rows)
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         key = batch_key(inputs)
         fut: asyncio.Future[Tensors] = loop.create_future()
-        self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut)])
+        ctx = None if _tracing.TRACER is None else _tracing.current()
+        self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut, trace=ctx)])
         if not self._pump_soon:  # pump once this loop tick's other callers have queued too
             self._pump_soon = True
             loop.call_soon(self._pump_later)
@@ -253,7 +255,10 @@ class Stage:
         self._timer = None
         self._pump()
 
-    def _launch(self, replica: Replica, requests: list[Pending], now: float) -> None:
+    def _launch(self, replica: Replica, requests: list[Pending], now: float, traced: bool = False) -> None:
+        if _tracing.TRACER is not None and not traced:
+            self._launch_traced(replica, requests, now)
+            return
         for r in requests:
             self.stats_.waited(now - r.enqueued)
         replica.inflight += 1
@@ -279,6 +284,31 @@ class Stage:
         fut.add_done_callback(lambda f: self._finished(
             replica, requests, t0, None if f.cancelled() or f.exception() else f.result(),
             WorkerCrashed(f"stage {self.name!r}: batch cancelled") if f.cancelled() else f.exception()))
+
+    def _launch_traced(self, replica: Replica, requests: list[Pending], now: float) -> None:
+        """``_launch`` inside a span for the batch (tracing on): the replica's call, and a remote
+        brick's request upstream, run in its context."""
+        kind = type(replica).__name__
+        span, token = _tracing.batch_span(self.name, [r.trace for r in requests], sum(r.rows for r in requests),
+                                          kind)
+        waiters = [r.waiter for r in requests if r.waiter is not None]
+        try:
+            self._launch(replica, requests, now, traced=True)
+        finally:
+            _tracing.detach(token)
+        pending = [w for w in waiters if not w.done()]
+        if not pending:
+            _tracing.end_batch(span, _first_error(waiters))
+            return
+        left = [len(pending)]
+
+        def done(fut: Any) -> None:
+            left[0] -= 1
+            if not left[0]:
+                _tracing.end_batch(span, _first_error(waiters))
+
+        for w in pending:
+            w.add_done_callback(done)
 
     def _finished(self, replica: Replica, requests: list[Pending], t0: float,
                   result: RunResult | None, exc: BaseException | None) -> None:
@@ -347,3 +377,7 @@ class Stage:
                 failed += 1
         if failed:
             self.stats_.error(type(exc).__name__, failed)
+
+
+def _first_error(waiters: list[Any]) -> BaseException | None:
+    return next((w.exception() for w in waiters if w.done() and not w.cancelled() and w.exception()), None)

@@ -7,8 +7,10 @@ the lean HTTP/1.1 server in :mod:`._http` and usable as an ASGI 3 app in any ASG
     GET  /v2/models/{m}[/versions/{v}]/ready   model readiness
     GET  /v2/models/{m}[/versions/{v}]/config  Triton-style model config (for tritonclient)
     POST /v2/models/{m}[/versions/{v}]/infer   inference: JSON and binary tensors
-    POST /v2/repository/index                  the models and their state
+    POST /v2/repository/index                  the models and their state (see ._repository)
+    POST /v2/repository/models/{m}/load|unload  reload a model from its file / stop serving it
     GET  /metrics                              Prometheus text
+    GET  /dashboard[/...]                      the live dashboard (see ._dashboard)
 
 Each pipeline is a model named after the pipeline; it has one version, ``"1"``. Pipelines start
 on the server's own event loop (lifespan startup), so an infer request reaches the engine with
@@ -28,14 +30,17 @@ from typing import Any
 import orjson
 
 from .. import __version__
+from .. import tracing as _tracing
 from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError
 from ..pipeline import Pipeline
 from ..protocol import decode_request, encode_response
 from ..spec import TensorSpec
 from ._config import ServerConfig
+from ._dashboard import Dashboard
 from ._errors import JSON, Reply, error_reply, plain_error
 from ._log import AccessLog, log_error
 from ._metrics import ModelMetrics, render
+from ._repository import Repository
 
 __all__ = ["App"]
 
@@ -64,9 +69,9 @@ class Model:
     """One served pipeline with everything the hot path needs precomputed."""
 
     __slots__ = ("config", "infer_path", "inputs", "metadata", "metrics", "name", "output_names",
-                 "outputs", "pipeline", "ready")
+                 "outputs", "pipeline", "ready", "version")
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, version: str = "1", metrics: ModelMetrics | None = None) -> None:
         plan = pipeline.plan
         self.name = pipeline.name
         self.infer_path = f"/v2/models/{self.name}/infer"
@@ -74,10 +79,11 @@ class Model:
         self.inputs: dict[str, TensorSpec] = {s.name: s for s in plan.inputs}
         self.outputs: dict[str, TensorSpec] = {s.name: s for s in plan.outputs}
         self.output_names = tuple(s.name for s in plan.outputs)
-        self.metrics = ModelMetrics()
+        self.metrics = metrics if metrics is not None else ModelMetrics()
         self.ready = False
+        self.version = version  # "1", then +1 per reload (see ._repository)
         self.metadata = orjson.dumps({
-            "name": self.name, "versions": ["1"], "platform": "brickwork",
+            "name": self.name, "versions": [version], "platform": "brickwork",
             "inputs": [s.to_dict() for s in plan.inputs],
             "outputs": [s.to_dict() for s in plan.outputs],
         })
@@ -109,12 +115,17 @@ class App:
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # other fronts' drains (gRPC)
         self._key = self.config.api_key.encode() if self.config.api_key else None
         self._decoders: ThreadPoolExecutor | None = None
-        self.access = AccessLog() if self.config.access_log else None
+        self.access = AccessLog(sample=self.config.access_log_sample) if self.config.access_log else None
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
+        self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
+        self.repository = Repository(self, Model)
+        self._watch: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def startup(self) -> None:
+        if self.config.trace and _tracing.TRACER is None:
+            _tracing.enable()
         for model in self.models.values():
             try:
                 await model.pipeline.start()
@@ -123,9 +134,13 @@ class App:
                                   f"{exc}") from exc
             model.ready = True
         self.ready = True
+        if self.config.reload:
+            self._watch = asyncio.get_running_loop().create_task(self.repository.watch())
 
     async def shutdown(self) -> None:
         self.ready = False
+        if self._watch is not None:
+            self._watch.cancel()
         for drain in self.on_shutdown:
             await drain()
         for model in self.models.values():
@@ -134,6 +149,7 @@ class App:
         if self._decoders is not None:
             self._decoders.shutdown(wait=False, cancel_futures=True)
             self._decoders = None
+        await self.repository.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -174,13 +190,16 @@ class App:
                 return plain_error(404, f"unknown model {parts[0]!r}; this server has {sorted(self.models)}")
             rest = parts[1:]
             if len(rest) >= 2 and rest[0] == "versions":
-                if rest[1] != "1":
-                    return plain_error(404, f"model {model.name!r} has no version {rest[1]!r}; it has ['1']")
+                if rest[1] != model.version:
+                    return plain_error(404, f"model {model.name!r} has no version {rest[1]!r}; it has "
+                                            f"[{model.version!r}]")
                 rest = rest[2:]
             action = rest[0] if len(rest) == 1 else ("" if not rest else None)
             if action == "infer":
                 if method != "POST":
                     return plain_error(405, "infer takes POST", (b"allow", b"POST"))
+                if _tracing.TRACER is not None:
+                    return await self._infer_traced(model, headers, body)
                 return await self._infer(model, headers, body)
             if method not in ("GET", "HEAD"):
                 return plain_error(405, f"{path} takes GET", (b"allow", b"GET"))
@@ -193,6 +212,12 @@ class App:
             if action == "config":
                 return 200, [JSON], model.config
             return plain_error(404, f"no endpoint {path}")
+        if path.startswith("/v2/repository/"):
+            if self._key is not None and not self._authorised(headers):
+                return _unauthorised()
+            return await self.repository.handle(method, path, body)
+        if path.startswith("/dashboard") and self.dashboard is not None:
+            return self.dashboard.handle(method, path, headers, body)
         return self._other(path, method, headers)
 
     def refuse_early(self, path: str, headers: list[tuple[bytes, bytes]]) -> Reply | None:
@@ -200,6 +225,8 @@ class App:
         required and missing or wrong. None: go on reading the request."""
         if self._key is None or path in _PROBES or self._authorised(headers):
             return None
+        if self.dashboard is not None and path.startswith("/dashboard") and self.dashboard.early(path, headers):
+            return None  # its login form, or its cookie
         return _unauthorised()
 
     def _other(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
@@ -250,6 +277,18 @@ class App:
             if k == b"x-api-key":
                 return hmac.compare_digest(v.strip(), self._key)
         return False
+
+    async def _infer_traced(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
+        """``_infer`` in a SERVER span, the child of the request's ``traceparent`` (tracing on)."""
+        with _tracing.server_span(f"infer {model.name}", headers) as span:
+            reply = await self._infer(model, headers, body)
+            span.set_attribute("brickwork.model", model.name)
+            span.set_attribute("http.response.status_code", reply[0])
+            if reply[0] >= 500:
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {reply[0]}"))
+        return reply
 
     # -- the hot path ------------------------------------------------------------------
     async def _infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:

@@ -53,6 +53,17 @@ class ServerConfig:
     access_log: one log line per infer request on the ``brickwork.access`` logger (method,
         path, model, status, latency, request id, rungs). Default False (5xx answers, worker
         deaths and breaker transitions are logged either way); see docs/serving.md#logs.
+    access_log_sample: the fraction of successful (< 400) infer requests the access log writes,
+        0..1; errors are always written. Default 1.0 (every request).
+    trace: OpenTelemetry tracing (the ``otel`` extra): a span per request and per stage batch,
+        W3C ``traceparent`` in and out, OTLP export when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
+        (see docs/dashboard.md#tracing). Default False.
+    reload: watch the served pipeline files and reload a model whose file changed (compiled
+        and warmed beside the old, switched atomically, the old drained; a file that fails
+        leaves the old serving). Default False. ``POST /v2/repository/models/{m}/load`` does the
+        same on demand.
+    dashboard: answer ``/dashboard`` (the live page, behind ``api_key`` like the rest; see
+        docs/dashboard.md). Default True.
     """
 
     host: str = "127.0.0.1"
@@ -77,6 +88,10 @@ class ServerConfig:
     ssl_certfile: str | None = None
     grpc_port: int | None = None
     access_log: bool = False
+    dashboard: bool = True
+    reload: bool = False
+    access_log_sample: float = 1.0
+    trace: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -98,6 +113,8 @@ class ServerConfig:
                                            or not 0 <= self.grpc_port <= 65535):
             raise ConfigError(f"grpc_port must be an int in 0..65535 (0 = pick a free one) or None, "
                               f"got {self.grpc_port!r}")
+        if not 0.0 <= self.access_log_sample <= 1.0:
+            raise ConfigError(f"access_log_sample must be in 0..1, got {self.access_log_sample!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
         if self.http not in FRONTS:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 import sys
 import time
 from collections.abc import Mapping
@@ -135,9 +136,10 @@ class AccessLog:
     handed to its :class:`BufferedHandler` (about 2 µs); elsewhere it is an ordinary
     ``logging`` record on ``brickwork.access`` for whatever handlers the application has."""
 
-    __slots__ = ("_handler", "_iso", "_second", "_stamp")
+    __slots__ = ("_handler", "_iso", "_second", "_stamp", "sample")
 
-    def __init__(self) -> None:
+    def __init__(self, *, sample: float = 1.0) -> None:
+        self.sample = sample  # the fraction of successful requests logged; errors always are
         root = logging.getLogger()
         self._handler = next((h for h in root.handlers if isinstance(h, BufferedHandler)), None)
         self._second = -1
@@ -147,6 +149,8 @@ class AccessLog:
               request_id: str | None, rungs: Mapping[str, str] | None) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
+        if self.sample < 1.0 and status < 400 and random.random() >= self.sample:
+            return
         ms = round(latency_s * 1000.0, 3)
         handler = self._handler
         if handler is None or not access_log.propagate or access_log.handlers:
@@ -154,7 +158,8 @@ class AccessLog:
             access_log.info("%s %s %d %.3fms model=%s id=%s rungs=%s", method, path, status, ms, model,
                             request_id or "-", shown,
                             extra={"method": method, "path": path, "status": status, "model": model,
-                                   "latency_ms": ms, "request_id": request_id, "rungs": dict(rungs or {})})
+                                   "latency_ms": ms, "request_id": request_id, "rungs": dict(rungs or {}),
+                                   **_trace_id()})
             return
         now = time.time()
         second = int(now)
@@ -169,7 +174,8 @@ class AccessLog:
             handler.add_line(orjson.dumps({
                 "ts": f"{self._iso}.{milli:03d}+00:00", "level": "info", "logger": "brickwork.access",
                 "msg": msg, "method": method, "path": path, "status": status, "model": model,
-                "latency_ms": ms, "request_id": request_id, "rungs": rungs or {}}).decode())
+                "latency_ms": ms, "request_id": request_id, "rungs": rungs or {},
+                **_trace_id()}).decode())
         else:
             handler.add_line(f"{self._stamp},{milli:03d} INFO brickwork.access: {msg}")
 
@@ -217,3 +223,15 @@ def log_error(method: str, path: str, model: str | None, status: int, exc: BaseE
                    request_id or "-", cause, more,
                    extra={"method": method, "path": path, "status": status, "model": model,
                           "request_id": request_id, "cause": cause, "held_back": dropped})
+
+
+def _trace_id() -> dict[str, str]:
+    """``{"trace_id": ...}`` of the request's span while tracing is on (to find its trace)."""
+    from .. import tracing
+
+    if tracing.TRACER is None:
+        return {}
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return {"trace_id": format(ctx.trace_id, "032x")} if ctx.is_valid else {}

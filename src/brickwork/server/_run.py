@@ -89,7 +89,9 @@ def _pipelines(items: Any) -> list[Pipeline]:
         if isinstance(item, str | Path):
             from ..graph import load_pipeline
 
+            path = item
             item = load_pipeline(item)
+            item.source = Path(path)  # what a reload compiles again
         elif not isinstance(item, Pipeline) and hasattr(item, "compile"):
             item = item.compile()
         if not isinstance(item, Pipeline):
