@@ -191,14 +191,21 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
         env["LD_LIBRARY_PATH"] = ":".join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p)
         return Launch([peer.python(), str(SERVERS / "pytriton_app.py"), *args], env,
                       ("GET", f"/v2/models/{model}/ready"), f"/v2/models/{model}/infer", V2())
-    if n == "brickwork":
+    if n in ("brickwork", "brickwork-ray"):
         yaml_path = write_brickwork_yaml(model, cache, rundir, batch, delay_ms)
         # this checkout's source first, so the bench measures the code beside it
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO / "src"), str(SERVERS), env.get("PYTHONPATH")) if p)
         env["BENCH_CACHE"] = str(cache)
+        backend: list[str] = []
+        if n == "brickwork-ray":  # a private Ray instance on 127.0.0.1, its files in the bench folder
+            ray_tmp = HERE / ".ray-tmp"
+            ray_tmp.mkdir(exist_ok=True)
+            env.update(RAY_TMPDIR=str(ray_tmp), RAY_AUTH_TOKEN_PATH=str(rundir / "ray_auth_token"),
+                       RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+            backend = ["--backend", "ray"]
         return Launch([str(BRICKWORK), "-m", "brickwork.cli", "serve", str(yaml_path),
-                       "--port", str(port)], env,
+                       "--port", str(port), *backend], env,
                       ("GET", "/v2/health/ready"), f"/v2/models/{model}/infer", V2(),
                       cwd=str(REPO))
     raise KeyError(n)
@@ -250,5 +257,7 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("pytriton", "PyTriton (Triton on CPU), dynamic batching", "pytriton",
          ["nvidia-pytriton", "numpy", "onnxruntime"], extra_ports=2),
     Peer("brickwork", "brickwork serve, v2 protocol", None, ["brickwork"],
+         skip_reason=_brickwork_skip),
+    Peer("brickwork-ray", "brickwork serve --backend ray (every replica a Ray actor)", None, ["brickwork"],
          skip_reason=_brickwork_skip),
 ]}
