@@ -169,8 +169,11 @@ class Pipeline:
             return {"stages": {}, "bottleneck": None, "fallbacks": {}}
         ex = self._executor
         stages = {n: dict(s.stats()) for n, s in ex.stages.items()}
-        return {"stages": stages, "bottleneck": bottleneck(stages),
-                "fallbacks": {k: dict(v) for k, v in ex.rung_counts.items()}}
+        out = {"stages": stages, "bottleneck": bottleneck(stages),
+               "fallbacks": {k: dict(v) for k, v in ex.rung_counts.items()}}
+        if ex.deadline_votes.counts:  # deadline ensembles: answers, stragglers, members
+            out["ensembles"] = {k: dict(v) for k, v in ex.deadline_votes.counts.items()}
+        return out
 
     def reset_stats(self) -> None:
         """Measure afresh from now (after a warm-up, before a benchmark): stage figures and
@@ -180,6 +183,7 @@ class Pipeline:
             return
         for counts in ex.rung_counts.values():
             counts.clear()
+        ex.deadline_votes.reset()
         for runner in ex.stages.values():
             runner = getattr(runner, "inner", runner)
             reset = getattr(runner, "reset_stats", None)

@@ -17,6 +17,7 @@ from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
 from ..spec import Tensors, dtype_of, to_numpy_dtype
 from ._backend import StageRunner
 from ._combine import combine
+from ._deadline import DeadlineVotes
 
 __all__ = ["Executor", "InferResult"]
 
@@ -24,7 +25,10 @@ __all__ = ["Executor", "InferResult"]
 class InferResult(dict[str, np.ndarray]):
     """The output tensors, plus ``rungs``: for each fallback ladder that ran, the label of the
     rung that produced the answer (the primary's name when nothing degraded, ``"default"``
-    for the static answer)."""
+    for the static answer), and ``members``: for each deadline ensemble that ran, the labels
+    of the members whose answers were combined."""
+
+    members: Mapping[str, tuple[str, ...]] = {}
 
     def __init__(self, tensors: Mapping[str, np.ndarray], rungs: dict[str, str],
                  primaries: Mapping[str, str] | None = None) -> None:
@@ -39,11 +43,12 @@ class InferResult(dict[str, np.ndarray]):
 
 
 class _Request:
-    __slots__ = ("deadline", "rungs")
+    __slots__ = ("deadline", "members", "rungs")
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.rungs: dict[str, str] = {}
+        self.members: dict[str, tuple[str, ...]] | None = None  # deadline ensembles only
 
 
 class Executor:
@@ -53,6 +58,7 @@ class Executor:
         self._primary = {lad.name: lad.rungs[0][0] for lad in _ladders(plan.root)}
         # per ladder, how often each rung answered (the primary's label included)
         self.rung_counts: dict[str, dict[str, int]] = {name: {} for name in self._primary}
+        self.deadline_votes = DeadlineVotes(plan.root)
         # the hot path: the plan tree turned into closures once, so a request does no dispatch
         self._entry = self._compile(plan.root)
         self._outputs = tuple(s.name for s in plan.outputs)
@@ -114,7 +120,10 @@ class Executor:
         request = _Request(time.monotonic() + timeout_s if timeout_s else None)
         env = dict(inputs)
         await self._entry(env, request)
-        return InferResult({name: env[name] for name in self._outputs}, request.rungs, self._primary)
+        result = InferResult({name: env[name] for name in self._outputs}, request.rungs, self._primary)
+        if request.members is not None:
+            result.members = request.members
+        return result
 
     # -- the compiled hot path ---------------------------------------------------------
     def _compile(self, step: p.PlanStep) -> Callable[[Tensors, _Request], Awaitable[None]]:
@@ -181,6 +190,12 @@ class Executor:
         elif isinstance(step, p.Route):
             await self._route(step, env, req)
         elif isinstance(step, p.Vote):
+            if step.timed:  # k-of-n by a deadline: its own path (engine/_deadline.py)
+                answered = await self.deadline_votes.run(step, env, req, self._run)
+                if req.members is None:
+                    req.members = {}
+                req.members[step.name] = answered
+                return
             envs = [dict(env) for _ in step.members]
             await _all(self._run(s, e, req) for s, e in zip(step.members, envs, strict=True))
             env.update(combine(step, [e[step.on] for e in envs]))

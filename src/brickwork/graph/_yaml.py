@@ -15,7 +15,8 @@
     graph: lr >> rules                # a name, "a >> b", a list (sequence), or one of
                                       #   {parallel: [...]}, {switch: {on, cases, default}},
                                       #   {group: {on, step}} (step once per distinct value),
-                                      #   {ensemble: {members, combiner, on, output, label, weights}},
+                                      #   {ensemble: {members, combiner, on, output, label, weights,
+                                      #               k, deadline_s, min_members}},
                                       #   {fallback: [primary, rung..., {default: {...}}]}
                                       #   (last item may also hold on: any, see docs/faults.md)
     example: {pixels: [[0.0, ...]]}   # optional: a sample request for `brickwork bench`
@@ -49,6 +50,8 @@ _NODE_KEYS = STAGE_KEYS | {"fallback", "rename"}
 _TOP_KEYS = {"name", "defaults", "inputs", "outputs", "bricks", "graphs", "graph", "example",
              "version", "description"}
 _COMBINATORS = {"parallel", "switch", "group", "ensemble", "fallback"}
+ENSEMBLE_KEYS = ("members", "combiner", "on", "output", "weights", "label", "name",
+                 "k", "deadline_s", "min_members")  # the keyword arguments of ensemble()
 
 
 class _Loader(yaml.SafeLoader):
@@ -219,14 +222,15 @@ class _Parser:
     def ensemble(self, arg: Any, owner: Any) -> Step:
         if not isinstance(arg, _Map) or not isinstance(arg.get("members"), list):
             raise self.fail(owner, "ensemble", "{members: [...], combiner: majority|weighted|mean}", arg)
-        extra = sorted(set(arg) - {"members", "combiner", "on", "output", "weights", "label", "name"})
+        extra = sorted(set(arg) - set(ENSEMBLE_KEYS))
         if extra:
-            raise self.fail(arg, extra[0], "one of members, combiner, on, output, weights, label, name", extra[0])
+            raise self.fail(arg, extra[0], f"one of {', '.join(ENSEMBLE_KEYS)}", extra[0])
         members = [self.step(v, arg["members"], i) for i, v in enumerate(arg["members"])]
         try:
             return ensemble(members, combiner=arg.get("combiner", "majority"), on=arg.get("on"),
                             output=arg.get("output"), weights=arg.get("weights"),
-                            label=arg.get("label"), name=arg.get("name"))
+                            label=arg.get("label"), name=arg.get("name"), k=arg.get("k"),
+                            deadline_s=arg.get("deadline_s"), min_members=arg.get("min_members"))
         except BrickworkError as exc:
             raise ConfigError(f"{self.where}:{arg.line}: ensemble: {exc}") from exc
 
