@@ -62,6 +62,8 @@ _KINDS: dict[str, str] = {
     "http": "brickwork.bricks.http:HttpBrick",
     "v2": "brickwork.bricks.http:RemoteV2Brick",
     "fake": "brickwork.testing:FakeBrick",
+    "fuse": "brickwork.fusion:FuseBrick",
+    "track": "brickwork.fusion:TrackBrick",
 }
 
 
