@@ -94,6 +94,10 @@ class FaultPolicy:
     health_timeout_s: a process worker whose batch runs longer than ``timeout_s`` (when set) or
         else this long is taken as hung: it is killed (SIGKILL, by pid) and replaced. Default
         60.0 seconds; None = never (only ``timeout_s`` then).
+    hedge_after_s: a call not answered after this long is sent again (to another replica or
+        URL); the first answer wins, the other is cancelled. ``"auto"`` = the stage's measured
+        p95 latency. None = off (default). See ``hedging.py``.
+    hedge_budget: hedges may add at most this fraction of the stage's calls. Default 0.1.
     """
 
     timeout_s: float | None = None
@@ -102,9 +106,16 @@ class FaultPolicy:
     breaker: Breaker | None = None
     retry_on: Literal["machinery", "any"] = "machinery"
     health_timeout_s: float | None = 60.0
+    hedge_after_s: float | Literal["auto"] | None = None
+    hedge_budget: float = 0.1
 
     def __post_init__(self) -> None:
         _positive("FaultPolicy", "timeout_s", self.timeout_s)
+        if self.hedge_after_s != "auto":
+            _positive("FaultPolicy", "hedge_after_s", self.hedge_after_s)
+        if isinstance(self.hedge_budget, bool) or not isinstance(self.hedge_budget, int | float) \
+                or not 0 <= self.hedge_budget <= 1:
+            raise ConfigError(f"FaultPolicy.hedge_budget must be in [0, 1], got {self.hedge_budget!r}")
         _positive("FaultPolicy", "health_timeout_s", self.health_timeout_s)
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ConfigError(f"FaultPolicy.retries must be an int >= 0, got {self.retries!r}")

@@ -28,6 +28,10 @@ def _guard(runner: Any, plan: Plan) -> Any:
     from .resilience import GuardedStage
 
     policy = plan.stages[runner.name].policy
+    if policy.hedge_after_s is not None:  # hedged requests: hedging.py, inside the guard
+        from .hedging import hedged
+
+        runner = hedged(runner, policy)
     return runner if policy == FaultPolicy() else GuardedStage(runner, policy)
 
 

@@ -96,7 +96,7 @@ def transformers(path: str | Path, *, task: str, name: str | None = None,
     return brick(TransformersBrick(path, task=task, name=name), **options)
 
 
-def http(url: str, *, name: str | None = None, **config: Any) -> Node:
+def http(url: str | list[str], *, name: str | None = None, **config: Any) -> Node:
     """A model behind HTTP: an Open Inference Protocol server (``model=``) or a plain JSON
     endpoint with a declared mapping; see :mod:`brickwork.bricks.http`."""
     from ..bricks.http import make_http_brick
@@ -106,4 +106,5 @@ def http(url: str, *, name: str | None = None, **config: Any) -> Node:
 
 
 _OPTION_KEYS = {"replicas", "batching", "worker", "device", "policy", "timeout_s", "retries",
-                "retry_budget", "breaker", "retry_on", "health_timeout_s"}
+                "retry_budget", "breaker", "retry_on", "health_timeout_s", "hedge_after_s",
+                "hedge_budget"}

@@ -45,7 +45,8 @@ from ._steps import Graph, Node, Step, ensemble, group, parallel, switch
 __all__ = ["STAGE_KEYS", "PipelineFile", "load_graph", "load_pipeline", "parse_pipeline"]
 
 STAGE_KEYS = frozenset({"batching", "replicas", "worker", "device", "timeout_s", "retries",
-                        "retry_budget", "breaker", "retry_on", "health_timeout_s"})
+                        "retry_budget", "breaker", "retry_on", "health_timeout_s",
+                        "hedge_after_s", "hedge_budget"})
 _NODE_KEYS = STAGE_KEYS | {"fallback", "rename"}
 _TOP_KEYS = {"name", "defaults", "inputs", "outputs", "bricks", "graphs", "graph", "example",
              "version", "description"}
