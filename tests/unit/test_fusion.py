@@ -144,3 +144,25 @@ def test_track_brick_batches_items_of_several_streams_in_order():
         assert second["track_velocity"][1, 0, 0] > 0.3  # the second "a" item saw the first
     with pytest.raises(ConfigError, match="max_streams=0"):
         TrackBrick(max_streams=0)
+
+
+def test_position_weights_quality_and_negative_evidence():
+    camera = dets([[10.0, 20.0]], [0.8])
+    radar = dets([[10.0, 24.0], [-5.0, 30.0]], [0.6, 0.6])
+    # the camera's range is poor: trust its position little, the pair sits near the radar's
+    out = fuse([camera, radar], gate=5.0, position_weights=[0.01, 1.0])
+    pair = int(np.argmax(out.sources == 0b11))
+    assert out.points[pair, 1] == pytest.approx(24.0, abs=0.1)  # not 21.7, the plain weighted mean
+    # a camera that sees well and saw nothing counts against the radar's lone detection ...
+    seeing = fuse([camera, radar], gate=5.0, absence=[0.5, 0.0], quality=[1.0, 1.0])
+    lone = int(np.argmax(seeing.sources == 0b10))
+    assert seeing.scores[lone] == pytest.approx(0.6 * 0.5)
+    # ... a blinded one (quality 0.1) hardly does, and its own detections count for less
+    blind = fuse([camera, radar], gate=5.0, absence=[0.5, 0.0], quality=[0.1, 1.0])
+    assert blind.scores[int(np.argmax(blind.sources == 0b10))] == pytest.approx(0.6 * 0.95)
+    assert blind.scores[int(np.argmax(blind.sources == 0b11))] == pytest.approx(1 - 0.92 * 0.4)
+    brick = FuseBrick(sources=["camera", "radar"], qualities=["camera"], absence=[0.5, 0.0])
+    assert "camera_quality" in brick.signature.input_names
+    assert "radar_quality" not in brick.signature.input_names
+    with pytest.raises(ConfigError, match="qualities"):
+        FuseBrick(sources=["camera"], qualities=["lidar"])

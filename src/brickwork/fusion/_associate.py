@@ -82,21 +82,33 @@ def assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
 
 
 def fuse(sources: Sequence[Detections], *, weights: Sequence[float] | None = None,
-         cost: str | Cost = "euclidean", gate: float = 1.0) -> Detections:
+         cost: str | Cost = "euclidean", gate: float = 1.0,
+         position_weights: Sequence[float] | None = None,
+         absence: Sequence[float] | None = None, quality: Sequence[float] | None = None) -> Detections:
     """Associate the sources' detections one source at a time (Hungarian on ``cost`` with
-    ``gate``) and merge each associated group: position = mean weighted by weight x score,
-    score = 1 - prod(1 - weight x score) (agreeing sources raise the confidence), label = the
-    label of the most confident member. Unmatched detections keep weight x score."""
+    ``gate``) and merge each associated group: position = mean weighted by weight x score
+    (x ``position_weights``: how far to trust each source's *position*, e.g. a camera's poor
+    range), score = 1 - prod(1 - weight x score) (agreeing sources raise the confidence),
+    label = the label of the most confident member. Unmatched detections keep weight x score.
+
+    ``quality[s]`` (0..1, default 1) is how well source s can see now, as it reports it (a
+    camera in fog reports less): it scales that source's confidences, and
+    negative evidence: a group that source s did not see is discounted by
+    ``1 - absence[s] x quality[s]``: a sensor that sees well and saw nothing counts against a
+    detection, a blinded one does not. ``absence`` defaults to 0 (off)."""
     fn = pair_cost(cost)
     weights = tuple(weights) if weights is not None else (1.0,) * len(sources)
+    trust = tuple(position_weights) if position_weights is not None else (1.0,) * len(sources)
+    absent = tuple(absence) if absence is not None else (0.0,) * len(sources)
+    seeing = tuple(quality) if quality is not None else (1.0,) * len(sources)
     # running groups: weighted point sums, weight sums, miss products, best (conf, label), bits
     sums: list[np.ndarray] = []
     wsum: list[float] = []
     miss: list[float] = []
     best: list[tuple[float, int]] = []
     bits: list[int] = []
-    for s, (det, w) in enumerate(zip(sources, weights, strict=True)):
-        conf = np.clip(det.scores.astype(np.float64) * w, 0.0, 1.0)
+    for s, (det, w, pw) in enumerate(zip(sources, weights, trust, strict=True)):
+        conf = np.clip(det.scores.astype(np.float64) * w * float(np.clip(seeing[s], 0, 1)), 0.0, 1.0)
         pairs: list[tuple[int, int]] = []
         if sums and len(det.scores):
             centres = np.stack([p / max(ws, 1e-12) for p, ws in zip(sums, wsum, strict=True)])
@@ -104,16 +116,17 @@ def fuse(sources: Sequence[Detections], *, weights: Sequence[float] | None = Non
         matched = {c: r for r, c in pairs}
         for j in range(len(conf)):
             c, point = float(conf[j]), det.points[j].astype(np.float64)
+            pc = c * pw + 1e-9  # this detection's say in the group's position
             r = matched.get(j)
             if r is None:
-                sums.append(point * c)
-                wsum.append(c)
+                sums.append(point * pc)
+                wsum.append(pc)
                 miss.append(1.0 - c)
                 best.append((c, int(det.labels[j])))
                 bits.append(1 << s)
             else:
-                sums[r] = sums[r] + point * c
-                wsum[r] += c
+                sums[r] = sums[r] + point * pc
+                wsum[r] += pc
                 miss[r] *= 1.0 - c
                 if c > best[r][0]:
                     best[r] = (c, int(det.labels[j]))
@@ -123,7 +136,12 @@ def fuse(sources: Sequence[Detections], *, weights: Sequence[float] | None = Non
         return Detections(np.zeros((0, d), np.float32), np.zeros(0, np.float32),
                           np.zeros(0, np.int64), np.zeros(0, np.int64))
     points = np.stack([p / max(ws, 1e-12) for p, ws in zip(sums, wsum, strict=True)])
-    return Detections(points.astype(np.float32), (1.0 - np.asarray(miss)).astype(np.float32),
+    scores = 1.0 - np.asarray(miss)
+    if any(absent):
+        group_bits = np.asarray(bits, np.int64)
+        for s, (a, q) in enumerate(zip(absent, seeing, strict=True)):
+            scores = np.where(group_bits & (1 << s), scores, scores * (1.0 - a * float(np.clip(q, 0, 1))))
+    return Detections(points.astype(np.float32), scores.astype(np.float32),
                       np.asarray([b[1] for b in best], np.int64), np.asarray(bits, np.int64))
 
 
@@ -133,7 +151,12 @@ class FuseBrick(BaseBrick):
     Reads ``<source>_points`` (-1, M, D), ``<source>_scores`` (-1, M) and ``<source>_labels``
     (-1, M) for each source; publishes ``points``, ``scores``, ``labels`` and ``sources`` (a bit
     per contributing source, in ``sources`` order) padded to ``max_detections`` rows, most
-    confident first. Options: ``weights`` (per source, default 1), ``cost`` (``"euclidean"``,
+    confident first. Options: ``weights`` (per source, default 1), ``position_weights`` (per
+    source, default 1: trust in its positions), ``absence`` (per source, default 0: how much a
+    detection this source did not see is discounted, see :func:`fuse`), ``qualities``
+    (the sources that also publish ``<source>_quality`` (-1,) FP32: their reported 0..1 ability
+    to see now, see :func:`fuse`),
+    ``cost`` (``"euclidean"``,
     ``"iou"`` or ``"module:function"``), ``gate`` (the largest cost that still associates, in
     the cost's unit), ``dims`` (D), ``max_detections`` (M out)."""
 
@@ -142,15 +165,30 @@ class FuseBrick(BaseBrick):
 
     def __init__(self, name: str = "fuse", *, sources: Sequence[str], dims: int = 2,
                  weights: Sequence[float] | None = None, cost: str = "euclidean", gate: float = 1.0,
-                 max_detections: int = 32, prefix: str = "") -> None:
+                 max_detections: int = 32, prefix: str = "",
+                 position_weights: Sequence[float] | None = None,
+                 absence: Sequence[float] | None = None, qualities: Sequence[str] = ()) -> None:
         if len(sources) < 1:
             raise ConfigError("fuse needs at least one source, e.g. sources=['camera', 'radar']")
         if weights is not None and len(weights) != len(sources):
             raise ConfigError(f"fuse weights {list(weights)} must give one weight per source {list(sources)}")
+        if position_weights is not None and (len(position_weights) != len(sources)
+                                             or any(not w > 0 for w in position_weights)):
+            raise ConfigError(f"fuse position_weights {list(position_weights)} must give one weight > 0 "
+                              f"per source {list(sources)}")
+        if absence is not None and (len(absence) != len(sources) or any(not 0 <= a <= 1 for a in absence)):
+            raise ConfigError(f"fuse absence {list(absence)} must give one value in [0, 1] per source {list(sources)}")
+        unknown_q = sorted(set(qualities) - set(sources))
+        if unknown_q:
+            raise ConfigError(f"fuse qualities {unknown_q} are not sources {list(sources)}")
         if not gate > 0:
             raise ConfigError(f"fuse gate={gate!r} must be > 0 (the largest cost that associates)")
         self.sources = tuple(sources)
         self.weights = tuple(float(w) for w in weights) if weights is not None else None
+        self.position_weights = (tuple(float(w) for w in position_weights)
+                                 if position_weights is not None else None)
+        self.absence = tuple(float(a) for a in absence) if absence is not None else None
+        self.qualities = tuple(qualities)
         self.cost = cost
         self._cost = pair_cost(cost)
         self.gate = float(gate)
@@ -161,6 +199,8 @@ class FuseBrick(BaseBrick):
         for s in self.sources:
             ins += [TensorSpec(f"{s}_points", "FP32", (-1, -1, dims)), TensorSpec(f"{s}_scores", "FP32", (-1, -1)),
                     TensorSpec(f"{s}_labels", "INT64", (-1, -1))]
+            if s in self.qualities:
+                ins.append(TensorSpec(f"{s}_quality", "FP32", (-1,)))
         m = max_detections
         outs = [TensorSpec(f"{prefix}points", "FP32", (-1, m, dims)), TensorSpec(f"{prefix}scores", "FP32", (-1, m)),
                 TensorSpec(f"{prefix}labels", "INT64", (-1, m)), TensorSpec(f"{prefix}sources", "INT64", (-1, m))]
@@ -180,7 +220,10 @@ class FuseBrick(BaseBrick):
                 keep = scores > 0
                 dets.append(Detections(inputs[f"{s}_points"][i][keep], scores[keep],
                                        inputs[f"{s}_labels"][i][keep], np.zeros(0, np.int64)))
-            fused = fuse(dets, weights=self.weights, cost=self._cost, gate=self.gate)
+            quality = ([float(inputs[f"{s}_quality"][i]) if s in self.qualities else 1.0
+                        for s in self.sources] if self.qualities else None)
+            fused = fuse(dets, weights=self.weights, cost=self._cost, gate=self.gate,
+                         position_weights=self.position_weights, absence=self.absence, quality=quality)
             order = np.argsort(-fused.scores, kind="stable")[:m]
             k = len(order)
             out_points[i, :k] = fused.points[order]
@@ -197,7 +240,9 @@ class FuseBrick(BaseBrick):
 
     def _config(self) -> dict[str, Any]:
         return {"fuse": list(self.sources), "dims": self.dims, "weights": list(self.weights) if self.weights else None,
-                "cost": self.cost, "gate": self.gate, "max_detections": self.max_detections, "prefix": self.prefix}
+                "cost": self.cost, "gate": self.gate, "max_detections": self.max_detections, "prefix": self.prefix,
+                "position_weights": list(self.position_weights) if self.position_weights else None,
+                "absence": list(self.absence) if self.absence else None, "qualities": list(self.qualities)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> FuseBrick:
@@ -205,9 +250,10 @@ class FuseBrick(BaseBrick):
         sources = config.pop("fuse")
         if not isinstance(sources, list) or not sources:
             raise ConfigError(f"brick {name!r}: 'fuse' takes the list of sources, e.g. fuse: [camera, radar]")
-        unknown = sorted(set(config) - {"dims", "weights", "cost", "gate", "max_detections", "prefix"})
+        known = {"dims", "weights", "cost", "gate", "max_detections", "prefix", "position_weights", "absence",
+                 "qualities"}
+        unknown = sorted(set(config) - known)
         if unknown:
-            raise ConfigError(f"brick {name!r}: unknown fuse option(s) {unknown}; known: dims, weights, "
-                              "cost, gate, max_detections, prefix")
+            raise ConfigError(f"brick {name!r}: unknown fuse option(s) {unknown}; known: {sorted(known)}")
         config = {k: v for k, v in config.items() if v is not None}
         return cls(name, sources=sources, **config)
