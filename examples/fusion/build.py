@@ -1,7 +1,7 @@
 """Generate the training scenes, train the camera CNN (-> ONNX) and the radar cluster classifier,
 and write them to ``.models/`` next to ``pipeline.yaml``.
 
-    python -m examples.fusion.build [--force] [--sequences 40]
+    python -m examples.fusion.build [--force] [--sequences 30] [--epochs 8]
 
 About two minutes on two shared cores. Existing models are reused unless ``--force``.
 """
@@ -28,7 +28,7 @@ def training_frames(sequences: int, frames: int = 10) -> list[scenes.Frame]:
     return out
 
 
-def build(*, force: bool = False, sequences: int = 40, epochs: int = 12, log: bool = True) -> dict[str, Path]:
+def build(*, force: bool = False, sequences: int = 30, epochs: int = 8, log: bool = True) -> dict[str, Path]:
     paths = {"camera": CAMERA_ONNX, "radar": sensors.RADAR_WEIGHTS}
     if not force and all(p.exists() for p in paths.values()):
         return paths
@@ -55,8 +55,8 @@ def build(*, force: bool = False, sequences: int = 40, epochs: int = 12, log: bo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true")
-    parser.add_argument("--sequences", type=int, default=40, help="per condition, 10 frames each")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--sequences", type=int, default=30, help="per condition, 10 frames each")
+    parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args()
     for name, path in build(force=args.force, sequences=args.sequences, epochs=args.epochs).items():
         print(f"{name:7} {path}")

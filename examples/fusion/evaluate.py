@@ -6,8 +6,8 @@ A detection is a true positive when the Hungarian matching (``scenes.polar_cost`
 azimuth within 2.5 deg, range within 1 m + 20 %) pairs it with an object in view; F1 counts
 objects of either kind (the class is reported separately). Each method's score threshold is
 chosen once, on validation sequences of every condition, then held for all conditions.
-Fusion is :func:`brickwork.fusion.fuse` with ``scenes.polar_cost``, as the pipeline's ``fuse``
-brick runs it.
+Fusion is :func:`brickwork.fusion.fuse` with ``scenes.polar_cost`` and the ``fuse`` brick's
+options from ``pipeline.yaml``, as the pipeline runs it (the camera reports its quality).
 """
 
 from __future__ import annotations
@@ -25,8 +25,17 @@ from examples.fusion import scenes, sensors
 
 METHODS = ("camera", "radar", "fused")
 EVAL_CONDITIONS = ("clear", "fog", "night", "clutter", "rain")
-WEIGHTS = (1.0, 0.9)  # camera, radar
-GATE = 1.0
+GATE = 1.0  # of the evaluation's matching (scenes.polar_cost)
+
+
+def fuse_options() -> dict[str, Any]:
+    """The pipeline's own ``fuse`` brick options (pipeline.yaml), so both fuse alike."""
+    import yaml
+
+    entry = yaml.safe_load((Path(__file__).parent / "pipeline.yaml").read_text())["bricks"]["fuse"]
+    return {"weights": entry.get("weights"), "gate": entry.get("gate", 1.0),
+            "position_weights": entry.get("position_weights"), "absence": entry.get("absence"),
+            "qualities": entry.get("qualities", [])}
 
 
 def frames_for(condition: str, sequences: int, *, seed0: int, frames: int = 10) -> list[scenes.Frame]:
@@ -41,6 +50,9 @@ def detections(frames: list[scenes.Frame], camera: Callable[[np.ndarray], np.nda
     grid = np.concatenate([camera(np.stack([f.image for f in frames[i:i + 64]]))
                            for i in range(0, len(frames), 64)])
     cam = sensors.camera_detect(grid)
+    quality = sensors.camera_quality(np.stack([f.image for f in frames]))
+    options = fuse_options()
+    options_fuse = {k: v for k, v in options.items() if k != "qualities"}
     rad = sensors.radar_detect(np.stack([f.radar for f in frames]))
     out: dict[str, list[Detections]] = {m: [] for m in METHODS}
     for i in range(len(frames)):
@@ -48,7 +60,8 @@ def detections(frames: list[scenes.Frame], camera: Callable[[np.ndarray], np.nda
         r = _dets(rad["radar_points"][i], rad["radar_scores"][i], rad["radar_labels"][i])
         out["camera"].append(c)
         out["radar"].append(r)
-        out["fused"].append(fuse([c, r], weights=WEIGHTS, cost=scenes.polar_cost, gate=GATE))
+        q = (float(quality[i]), 1.0) if "camera" in options["qualities"] else None
+        out["fused"].append(fuse([c, r], cost=scenes.polar_cost, quality=q, **options_fuse))
     return out
 
 

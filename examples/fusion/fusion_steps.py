@@ -29,12 +29,14 @@ Scan = Annotated[np.ndarray, bw.Tensor("FP32", (scenes.RADAR_POINTS, 4))]
 Points = Annotated[np.ndarray, bw.Tensor("FP32", (M, 2))]
 Scores = Annotated[np.ndarray, bw.Tensor("FP32", (M,))]
 Labels = Annotated[np.ndarray, bw.Tensor("INT64", (M,))]
+Quality = Annotated[np.ndarray, bw.Tensor("FP32", ())]
 
 
 class CameraDetections(TypedDict):
     camera_points: Points
     camera_scores: Scores
     camera_labels: Labels
+    camera_quality: Quality  # how well the camera can see this frame, 0..1 (from its contrast)
 
 
 class RadarDetections(TypedDict):
@@ -52,8 +54,12 @@ def camera_health(image: Image) -> Image:
     return image
 
 
-def camera_decode(grid: Grid) -> CameraDetections:
-    return sensors.camera_detect(grid)  # type: ignore[return-value]
+def camera_decode(grid: Grid, checked_image: Image) -> CameraDetections:
+    """Peaks of the CNN's grid, and the camera's own estimate of how well it sees (fog and
+    night lower the frame's contrast)."""
+    out = sensors.camera_detect(grid)
+    out["camera_quality"] = sensors.camera_quality(checked_image).astype(np.float32)
+    return out  # type: ignore[return-value]
 
 
 def radar_detect(radar: Scan) -> RadarDetections:
@@ -64,4 +70,4 @@ def radar_only(image: Image) -> CameraDetections:
     """The camera's rung when it failed: no camera detections (fusion passes radar through)."""
     n = len(image)
     return {"camera_points": np.zeros((n, M, 2), np.float32), "camera_scores": np.zeros((n, M), np.float32),
-            "camera_labels": np.zeros((n, M), np.int64)}
+            "camera_labels": np.zeros((n, M), np.int64), "camera_quality": np.zeros(n, np.float32)}

@@ -161,7 +161,7 @@ def render(things: list[Thing], poles: list[tuple[float, float]], condition: str
             d.rectangle([u - pw * 0.3, v - ph * 0.45, u + pw * 0.3, v], fill=(40, 40, 70))
             d.ellipse([u - head, v - ph, u + head, v - ph + head * 2], fill=(225, 190, 160))
     arr = np.asarray(im, np.float32)
-    if fog:  # contrast fades with distance (dense fog: visibility ~ 15 m)
+    if fog:  # contrast fades with distance (fog: 1/e at 9-14 m)
         depth = np.where(rows > HORIZON + 0.5, FOCAL * CAM_HEIGHT / np.maximum(rows - HORIZON, 0.5), 200.0)
         depth = np.broadcast_to(depth, (H, W)).copy()
         for th in things:  # objects stand at their own depth, not the road's behind them

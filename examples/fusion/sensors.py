@@ -68,8 +68,16 @@ def camera_net() -> Any:
     return CameraNet()
 
 
-def camera_detect(grid: np.ndarray) -> dict[str, np.ndarray]:
-    """Decode the CNN's grid (N, 5, GH, GW) into detections: 3x3 peaks of 1 - P(background)."""
+def camera_quality(images: np.ndarray) -> np.ndarray:
+    """How much the camera trusts its own frame (N,), 0..1, from the frame's contrast: the
+    standard deviation of the luminance, 35-40 in clear day, ~20 in fog, ~10 at night."""
+    luma = images.reshape(len(images), -1, 3).astype(np.float32).mean(axis=2)
+    return np.clip((luma.std(axis=1) - 4.0) / 30.0, 0.05, 1.0)  # type: ignore[no-any-return]
+
+
+def camera_detect(grid: np.ndarray, quality: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Decode the CNN's grid (N, 5, GH, GW) into detections: 3x3 peaks of 1 - P(background),
+    scores scaled by the frame's ``quality`` (the camera's reported confidence in itself)."""
     n = grid.shape[0]
     logits = grid[:, :3].astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
@@ -92,7 +100,7 @@ def camera_detect(grid: np.ndarray) -> dict[str, np.ndarray]:
         x, z = scenes.unproject(u, v)
         k = len(ys)
         points[i, :k, 0], points[i, :k, 1] = x, z
-        scores[i, :k] = obj[i, ys, xs]
+        scores[i, :k] = obj[i, ys, xs] * (1.0 if quality is None else float(quality[i]))
         labels[i, :k] = 1 + np.argmax(prob[i, 1:, ys, xs], axis=1) if k else 0
     return {"camera_points": points, "camera_scores": scores, "camera_labels": labels}
 

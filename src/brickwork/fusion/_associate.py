@@ -91,11 +91,11 @@ def fuse(sources: Sequence[Detections], *, weights: Sequence[float] | None = Non
     range), score = 1 - prod(1 - weight x score) (agreeing sources raise the confidence),
     label = the label of the most confident member. Unmatched detections keep weight x score.
 
-    ``quality[s]`` (0..1, default 1) is how well source s can see now, as it reports it (a
-    camera in fog reports less): it scales that source's confidences, and
-    negative evidence: a group that source s did not see is discounted by
-    ``1 - absence[s] x quality[s]``: a sensor that sees well and saw nothing counts against a
-    detection, a blinded one does not. ``absence`` defaults to 0 (off)."""
+    Negative evidence: a group that source s did not see is discounted by
+    ``1 - absence[s] x quality[s]``, where ``quality[s]`` (0..1, default 1) is how well source s
+    can see now, as it reports it (a camera at night reports less): a sensor that sees well
+    and saw nothing counts against a detection, a blinded one does not. ``absence`` defaults
+    to 0 (off)."""
     fn = pair_cost(cost)
     weights = tuple(weights) if weights is not None else (1.0,) * len(sources)
     trust = tuple(position_weights) if position_weights is not None else (1.0,) * len(sources)
@@ -108,7 +108,7 @@ def fuse(sources: Sequence[Detections], *, weights: Sequence[float] | None = Non
     best: list[tuple[float, int]] = []
     bits: list[int] = []
     for s, (det, w, pw) in enumerate(zip(sources, weights, trust, strict=True)):
-        conf = np.clip(det.scores.astype(np.float64) * w * float(np.clip(seeing[s], 0, 1)), 0.0, 1.0)
+        conf = np.clip(det.scores.astype(np.float64) * w, 0.0, 1.0)
         pairs: list[tuple[int, int]] = []
         if sums and len(det.scores):
             centres = np.stack([p / max(ws, 1e-12) for p, ws in zip(sums, wsum, strict=True)])
