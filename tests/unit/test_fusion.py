@@ -157,10 +157,10 @@ def test_position_weights_quality_and_negative_evidence():
     seeing = fuse([camera, radar], gate=5.0, absence=[0.5, 0.0], quality=[1.0, 1.0])
     lone = int(np.argmax(seeing.sources == 0b10))
     assert seeing.scores[lone] == pytest.approx(0.6 * 0.5)
-    # ... a blinded one (quality 0.1) hardly does, and its own detections count for less
+    # ... a blinded one (quality 0.1) hardly does; what it did see still confirms
     blind = fuse([camera, radar], gate=5.0, absence=[0.5, 0.0], quality=[0.1, 1.0])
     assert blind.scores[int(np.argmax(blind.sources == 0b10))] == pytest.approx(0.6 * 0.95)
-    assert blind.scores[int(np.argmax(blind.sources == 0b11))] == pytest.approx(1 - 0.92 * 0.4)
+    assert blind.scores[int(np.argmax(blind.sources == 0b11))] == pytest.approx(1 - 0.2 * 0.4)
     brick = FuseBrick(sources=["camera", "radar"], qualities=["camera"], absence=[0.5, 0.0])
     assert "camera_quality" in brick.signature.input_names
     assert "radar_quality" not in brick.signature.input_names
