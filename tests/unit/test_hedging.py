@@ -131,6 +131,12 @@ def test_a_two_replica_stage_hedges_to_the_other_replica():
     assert out["y"].tolist() == [1.0]
     assert took < 1.0, took  # not the 2 s stall: the copy on replica 1 answered
     assert stats["hedges"] == 1 and stats["hedge_wins"] == 1
+    from brickwork.server._metrics import _Families, _render_stages
+
+    fam = _Families()
+    _render_stages(fam, [{"m": {"stages": {"stall_on_replica_zero": stats}}}])
+    text = fam.text().decode()
+    assert 'brickwork_stage_hedges_total{model="m",stage="stall_on_replica_zero"} 1' in text
 
 
 def test_policy_validation_and_yaml_keys():
