@@ -114,6 +114,10 @@ class FaultPolicy:
     max_down_s: a stage with no live worker for longer than this (its respawns keep failing)
         makes the server's liveness (``/v2/health/live``) fail, so an orchestrator restarts
         it. Default 300.0 s; None = never.
+    hedge_after_s: a call not answered after this long is sent again (to another replica or
+        URL); the first answer wins, the other is cancelled. ``"auto"`` = the stage's measured
+        p95 latency. None = off (default). See ``faults/_hedging.py``.
+    hedge_budget: hedges may add at most this fraction of the stage's calls. Default 0.1.
     """
 
     timeout_s: float | None = None
@@ -125,9 +129,16 @@ class FaultPolicy:
     retry_backoff_s: float | None = 0.05
     retry_backoff_max_s: float = 2.0
     max_down_s: float | None = 300.0
+    hedge_after_s: float | Literal["auto"] | None = None
+    hedge_budget: float = 0.1
 
     def __post_init__(self) -> None:
         _positive("FaultPolicy", "timeout_s", self.timeout_s)
+        if self.hedge_after_s != "auto":
+            _positive("FaultPolicy", "hedge_after_s", self.hedge_after_s)
+        if isinstance(self.hedge_budget, bool) or not isinstance(self.hedge_budget, int | float) \
+                or not 0 <= self.hedge_budget <= 1:
+            raise ConfigError(f"FaultPolicy.hedge_budget must be in [0, 1], got {self.hedge_budget!r}")
         _positive("FaultPolicy", "health_timeout_s", self.health_timeout_s)
         _positive("FaultPolicy", "retry_backoff_s", self.retry_backoff_s)
         _positive("FaultPolicy", "retry_backoff_max_s", self.retry_backoff_max_s, allow_none=False)

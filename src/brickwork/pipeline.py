@@ -23,7 +23,7 @@ __all__ = ["Pipeline"]
 
 
 def _guard(runner: Any, plan: Plan) -> Any:
-    """Apply the stage's fault policy (timeout, retries, breaker) around the backend's runner;
+    """Apply the stage's fault policy (timeout, retries, breaker, hedging) around the backend's runner;
     a stage whose policy adds nothing runs bare (nothing on the hot path)."""
     return faults.guard(runner, plan.stages[runner.name].policy)
 
@@ -170,8 +170,11 @@ class Pipeline:
             return {"stages": {}, "bottleneck": None, "fallbacks": {}}
         ex = self._executor
         stages = {n: dict(s.stats()) for n, s in ex.stages.items()}
-        return {"stages": stages, "bottleneck": bottleneck(stages),
-                "fallbacks": {k: dict(v) for k, v in ex.rung_counts.items()}}
+        out = {"stages": stages, "bottleneck": bottleneck(stages),
+               "fallbacks": {k: dict(v) for k, v in ex.rung_counts.items()}}
+        if ex.deadline_votes.counts:  # deadline ensembles: answers, stragglers, members
+            out["ensembles"] = {k: dict(v) for k, v in ex.deadline_votes.counts.items()}
+        return out
 
     def reset_stats(self) -> None:
         """Measure afresh from now (after a warm-up, before a benchmark): stage figures and
@@ -181,6 +184,7 @@ class Pipeline:
             return
         for counts in ex.rung_counts.values():
             counts.clear()
+        ex.deadline_votes.reset()
         for runner in ex.stages.values():
             runner = getattr(runner, "inner", runner)
             reset = getattr(runner, "reset_stats", None)

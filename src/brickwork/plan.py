@@ -82,6 +82,17 @@ class Vote:
     output: str
     weights: tuple[float, ...] | None
     label: str | None
+    # deadline ensembles (None = off: wait for every member): answer once ``k`` members have
+    # answered or at ``deadline_s`` with whoever has; fewer than ``min_members`` -> DeadlineExceeded
+    k: int | None = None
+    deadline_s: float | None = None
+    min_members: int = 1
+    labels: tuple[str, ...] = ()  # one per member, for ``result.members``
+
+    @property
+    def timed(self) -> bool:
+        """True for a deadline ensemble (k and/or deadline_s set): it runs its own path."""
+        return self.k is not None or self.deadline_s is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,3 +156,13 @@ def test_committed_descriptor_is_what_protoc_makes_of_the_proto(tmp_path):
     assert protoc.main(["protoc", f"-I{folder}", f"--descriptor_set_out={out}", "grpc_service.proto"]) == 0
     (made,) = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
     assert made == descriptor_pb2.FileDescriptorProto.FromString(SERIALIZED)
+
+
+def test_response_names_the_members_of_deadline_ensembles():
+    from brickwork.engine import InferResult
+
+    req = InferRequest({}, None, True, None, None)
+    result = InferResult({"y": np.array([1.5], np.float32)}, {})
+    result.members = {"sensors": ("camera", "radar")}
+    msg = encode_grpc_response("m", req, result, ("y",), {})
+    assert msg.parameters["members.sensors"].string_param == "camera,radar"

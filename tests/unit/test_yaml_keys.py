@@ -36,7 +36,7 @@ def test_stage_keys_are_the_option_fields_and_every_one_is_accepted_everywhere(t
               "device": "cpu", "ray": {"num_cpus": 1}, "timeout_s": 1.5, "retries": 1,
               "retry_budget": 0.5, "breaker": {"failures": 2}, "retry_on": "any",
               "health_timeout_s": 9.0, "retry_backoff_s": 0.01, "retry_backoff_max_s": 0.5,
-              "max_down_s": 20.0}
+              "max_down_s": 20.0, "hedge_after_s": 0.5, "hedge_budget": 0.2}
     assert set(values) == STAGE_KEYS  # a new option must be added here (and is then checked below)
     entry = ", ".join(f"{k}: {v!r}".replace("'", '"') for k, v in values.items())
     text = (f"name: keys\ndefaults: {{{entry}}}\n"

@@ -105,6 +105,8 @@ _KINDS: dict[str, str] = {
     "v2": "brickwork.bricks.http:RemoteV2Brick",
     "cast": "brickwork.bricks.cast:CastBrick",
     "fake": "brickwork.testing:FakeBrick",
+    "fuse": "brickwork.fusion:FuseBrick",
+    "track": "brickwork.fusion:TrackBrick",
 }
 
 

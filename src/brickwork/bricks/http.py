@@ -23,6 +23,11 @@ Two kinds:
   Without ``request`` the body is ``{input: value, ...}``; without ``response`` each output is
   read from the top-level key of its name. ``{"http": URL, "model": M}`` is the same as ``v2``.
 
+Several URLs (replicas of one upstream) may be given as a list, ``v2: [http://a:8000,
+http://b:8000]``: each worker thread keeps to one of them (the stage's thread replicas take
+them in turn), so a hedged copy (``hedge_after_s``, see faults/_hedging.py) sent to another replica
+reaches another server.
+
 Options of both: ``call_timeout_s`` (one HTTP call, default 30 s; the stage's ``timeout_s`` is
 the deadline of the whole stage), ``max_connections`` (pool size, default 32). Connections are
 pooled per brick (HTTP keep-alive). Every failure — an error status, a timeout, an unreachable
@@ -33,8 +38,10 @@ machinery failure. Bricks run on a worker thread (``blocking``), one call at a t
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -52,7 +59,7 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = re.compile(r"^\{([^{}]+)\}$")
 
 
-def make_http_brick(url: str, name: str | None = None, **config: Any) -> BaseBrick:
+def make_http_brick(url: str | list[str], name: str | None = None, **config: Any) -> BaseBrick:
     """``model=`` given: a :class:`RemoteV2Brick`; otherwise a :class:`HttpBrick`."""
     if "model" in config:
         return RemoteV2Brick(url, name=name, **config)
@@ -97,6 +104,29 @@ def _check_url(url: Any, brick: str) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ConfigError(f"http brick {brick!r}: url must start with http:// or https://, got {url!r}")
     return url
+
+
+class _Urls:
+    """One URL, or several that each worker thread picks one of, in turn, and keeps."""
+
+    def __init__(self, url: Any, brick: str) -> None:
+        urls = list(url) if isinstance(url, list | tuple) else [url]
+        if not urls:
+            raise ConfigError(f"http brick {brick!r}: the list of urls is empty")
+        self.urls = tuple(_check_url(u, brick) for u in urls)
+        self._local = threading.local()
+        self._turn = itertools.count()
+
+    def __call__(self) -> str:
+        if len(self.urls) == 1:
+            return self.urls[0]
+        url: str | None = getattr(self._local, "url", None)
+        if url is None:
+            url = self._local.url = self.urls[next(self._turn) % len(self.urls)]
+        return url
+
+    def config(self) -> str | list[str]:
+        return self.urls[0] if len(self.urls) == 1 else list(self.urls)
 
 
 def _pop_common(config: dict[str, Any], brick: str) -> tuple[float | None, int]:
@@ -150,12 +180,13 @@ class RemoteV2Brick(BaseBrick):
     )
     blocking = True
 
-    def __init__(self, url: str, *, model: str, name: str | None = None, version: str | None = None,
+    def __init__(self, url: str | list[str], *, model: str, name: str | None = None, version: str | None = None,
                  inputs: Any = None, outputs: Any = None, api_key: str | None = None,
                  binary: bool = True, call_timeout_s: float | None = 30.0,
                  max_connections: int = 32) -> None:
         brick_name = name or model
-        self.url = _check_url(url, brick_name)
+        self._urls = _Urls(url, brick_name)
+        self.url = self._urls.urls[0]
         if not isinstance(model, str) or not model:
             raise ConfigError(f"v2 brick {brick_name!r}: model must be the upstream's model name")
         self.model = model
@@ -167,19 +198,26 @@ class RemoteV2Brick(BaseBrick):
         ins, outs = _specs(inputs, "inputs", brick_name), _specs(outputs, "outputs", brick_name)
         self._declared = (ins, outs)
         super().__init__(brick_name, Signature(ins, outs) if ins is not None and outs is not None else None)
-        self._client: Any = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
-    def _where(self) -> str:
-        return f"remote model {self.model!r} at {self.url}"
+    def _where(self, url: str | None = None) -> str:
+        return f"remote model {self.model!r} at {url or self.url}"
 
-    def _open(self) -> Any:
-        if self._client is None:
+    def _open(self, url: str | None = None) -> Any:
+        url = url or self.url
+        client = self._clients.get(url)
+        if client is None:
             from ..client import Client
 
-            key = _expand_env(self.api_key, self.name) if self.api_key else None
-            self._client = Client(self.url, api_key=key, timeout_s=self.call_timeout_s,
-                                  binary=self.binary, max_connections=self.max_connections)
-        return self._client
+            with self._lock:
+                client = self._clients.get(url)
+                if client is None:
+                    key = _expand_env(self.api_key, self.name) if self.api_key else None
+                    client = self._clients[url] = Client(
+                        url, api_key=key, timeout_s=self.call_timeout_s, binary=self.binary,
+                        max_connections=self.max_connections)
+        return client
 
     def _load(self) -> None:
         client = self._open()
@@ -210,28 +248,29 @@ class RemoteV2Brick(BaseBrick):
 
     def _call(self, inputs: Tensors) -> Tensors:
         names = self.signature.output_names
+        url = self._urls()
         try:
-            out = self._open().infer(self.model, inputs, outputs=names, version=self.version)
+            out = self._open(url).infer(self.model, inputs, outputs=names, version=self.version)
         except RequestError as exc:
             # the client marks errors built from an HTTP answer with its status
-            raise UpstreamError(f"{self._where()}: {exc}", getattr(exc, "response_status", None)) from exc
+            raise UpstreamError(f"{self._where(url)}: {exc}", getattr(exc, "response_status", None)) from exc
         missing = [n for n in names if n not in out]
         if missing:
-            raise UpstreamError(f"{self._where()}: response has no output(s) {missing}", 200)
+            raise UpstreamError(f"{self._where(url)}: response has no output(s) {missing}", 200)
         return {n: out[n] for n in names}
 
     def warmup(self) -> None:
         """No request at start-up: the upstream's own warm-up is its business."""
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
         super().close()
 
     def spec(self) -> BrickSpec:
         ins, outs = self._declared
-        config: dict[str, Any] = {"v2": self.url, "model": self.model, "binary": self.binary,
+        config: dict[str, Any] = {"v2": self._urls.config(), "model": self.model, "binary": self.binary,
                                   "call_timeout_s": self.call_timeout_s,
                                   "max_connections": self.max_connections}
         for key, value in (("version", self.version), ("api_key", self.api_key)):
@@ -280,13 +319,14 @@ class HttpBrick(BaseBrick):
           and k not in _COMMON),
     )
 
-    def __init__(self, url: str, *, inputs: Any, outputs: Any, name: str | None = None,
+    def __init__(self, url: str | list[str], *, inputs: Any, outputs: Any, name: str | None = None,
                  request: Any = None, response: Mapping[str, str] | None = None,
                  headers: Mapping[str, str] | None = None, method: str = "POST",
                  batch: bool = False, call_timeout_s: float | None = 30.0,
                  max_connections: int = 32) -> None:
         brick_name = name or "http"
-        self.url = _check_url(url, brick_name)
+        self._urls = _Urls(url, brick_name)
+        self.url = self._urls.urls[0]
         ins, outs = _specs(inputs, "inputs", brick_name), _specs(outputs, "outputs", brick_name)
         if not ins or not outs:
             raise ConfigError(f"http brick {brick_name!r} needs inputs and outputs: a plain JSON "
@@ -354,22 +394,23 @@ class HttpBrick(BaseBrick):
 
         if self._http is None:
             self.load()
+        url = self._urls()
         try:
-            r = self._http.request(self.method, self.url, content=orjson.dumps(body),
+            r = self._http.request(self.method, url, content=orjson.dumps(body),
                                    headers={"content-type": "application/json", **tracing.outgoing()})
         except httpx.TimeoutException as exc:
-            raise UpstreamError(f"http brick {self.name!r}: {self.url} gave no answer within "
+            raise UpstreamError(f"http brick {self.name!r}: {url} gave no answer within "
                                 f"{self.call_timeout_s} s") from exc
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"http brick {self.name!r}: cannot reach {self.url}: "
+            raise UpstreamError(f"http brick {self.name!r}: cannot reach {url}: "
                                 f"{type(exc).__name__}: {exc}") from exc
         if not 200 <= r.status_code < 300:
-            raise UpstreamError(f"http brick {self.name!r}: {self.url} answered HTTP {r.status_code}: "
+            raise UpstreamError(f"http brick {self.name!r}: {url} answered HTTP {r.status_code}: "
                                 f"{r.text[:300]}", r.status_code)
         try:
             return orjson.loads(r.content)
         except orjson.JSONDecodeError:
-            raise UpstreamError(f"http brick {self.name!r}: {self.url} answered with non-JSON: "
+            raise UpstreamError(f"http brick {self.name!r}: {url} answered with non-JSON: "
                                 f"{r.text[:200]!r}", r.status_code) from None
 
     def warmup(self) -> None:
@@ -383,7 +424,7 @@ class HttpBrick(BaseBrick):
 
     def spec(self) -> BrickSpec:
         config: dict[str, Any] = {
-            "http": self.url, "inputs": [s.to_dict() for s in self.signature.inputs],
+            "http": self._urls.config(), "inputs": [s.to_dict() for s in self.signature.inputs],
             "outputs": [s.to_dict() for s in self.signature.outputs], "response": self.response,
             "headers": self.headers, "method": self.method, "batch": self.batch,
             "call_timeout_s": self.call_timeout_s, "max_connections": self.max_connections,

@@ -19,6 +19,7 @@ from ..faults import ladders as _ladders
 from ..spec import Tensors, TensorSpec, dtype_of, to_numpy_dtype
 from ._backend import StageRunner
 from ._combine import combine
+from ._deadline import DeadlineVotes
 
 __all__ = ["Executor", "InferResult"]
 
@@ -26,7 +27,10 @@ __all__ = ["Executor", "InferResult"]
 class InferResult(dict[str, np.ndarray]):
     """The output tensors, plus ``rungs``: for each fallback ladder that ran, the label of the
     rung that produced the answer (the primary's name when nothing degraded, ``"default"``
-    for the static answer)."""
+    for the static answer), and ``members``: for each deadline ensemble that ran, the labels
+    of the members whose answers were combined."""
+
+    members: Mapping[str, tuple[str, ...]] = {}
 
     def __init__(self, tensors: Mapping[str, np.ndarray], rungs: dict[str, str],
                  primaries: Mapping[str, str] | None = None) -> None:
@@ -41,12 +45,13 @@ class InferResult(dict[str, np.ndarray]):
 
 
 class _Request:
-    __slots__ = ("deadline", "rungs", "visited")
+    __slots__ = ("deadline", "members", "rungs", "visited")
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.rungs: dict[str, str] = {}
         self.visited = 0  # bit i: the request reached stage i
+        self.members: dict[str, tuple[str, ...]] | None = None  # deadline ensembles only
 
 
 class Executor:
@@ -72,6 +77,7 @@ class Executor:
         self._empty = {name: ({s.name: empty_like_spec(s) for s in st.signature.outputs}
                               if getattr(st.brick, "rowwise", True) else None)
                        for name, st in plan.stages.items()}
+        self.deadline_votes = DeadlineVotes(plan.root)
         # the hot path: the plan tree turned into closures once, so a request does no dispatch
         self._entry = self._compile(plan.root)
         self._outputs = tuple(s.name for s in plan.outputs)
@@ -138,7 +144,10 @@ class Executor:
         finally:
             if request.visited != self._all:
                 self._left(request.visited)
-        return InferResult({name: env[name] for name in self._outputs}, request.rungs, self._primary)
+        result = InferResult({name: env[name] for name in self._outputs}, request.rungs, self._primary)
+        if request.members is not None:
+            result.members = request.members
+        return result
 
     def _coming_to(self, i: int) -> Callable[[], int]:
         reached = self._reached
@@ -229,6 +238,12 @@ class Executor:
         elif isinstance(step, p.Route):
             await self._route(step, env, req)
         elif isinstance(step, p.Vote):
+            if step.timed:  # k-of-n by a deadline: its own path (engine/_deadline.py)
+                answered = await self.deadline_votes.run(step, env, req, self._run)
+                if req.members is None:
+                    req.members = {}
+                req.members[step.name] = answered
+                return
             envs = [dict(env) for _ in step.members]
             await _all(self._run(s, e, req) for s, e in zip(step.members, envs, strict=True))
             env.update(combine(step, [e[step.on] for e in envs]))

@@ -204,7 +204,12 @@ class Stage:
     def _free_replica(self) -> Replica | None:
         best: Replica | None = None
         for r in self.replicas:
-            if r.alive and r.inflight < r.capacity and (best is None or r.inflight < best.inflight):
+            if r.alive and r.inflight < r.capacity and (
+                    best is None or r.inflight < best.inflight
+                    # equally busy: the one that started work last (not one stuck in a stall,
+                    # where a hedged copy would queue behind the call it hedges)
+                    or (r.inflight and r.inflight == best.inflight
+                        and getattr(r, "started", 0.0) > getattr(best, "started", 0.0))):
                 best = r
         return best
 
@@ -262,6 +267,7 @@ class Stage:
         for r in requests:
             self.stats_.waited(now - r.enqueued)
         replica.inflight += 1
+        replica.started = now  # type: ignore[attr-defined]  # read by _free_replica on ties
         t0 = time.perf_counter()
         parts = [r.inputs for r in requests]
         if isinstance(replica, InlineReplica):

@@ -141,8 +141,13 @@ class GuardedStage:
 
 def guard(runner: Any, policy: FaultPolicy) -> Any:
     """The runner with ``policy`` applied; a stage with the default policy runs bare (nothing
-    is added to its hot path). The default policy's retries are 0 and it has no timeout or
-    breaker, so the guard would only count."""
+    is added to its hot path). The default policy's retries are 0 and it has no timeout,
+    breaker or hedging, so the guard would only count. Hedged calls (``hedge_after_s``) run
+    inside the guard, so ``timeout_s`` bounds a call and its hedge together."""
+    if policy.hedge_after_s is not None:
+        from ._hedging import hedged
+
+        runner = hedged(runner, policy)
     if policy.timeout_s is None and policy.retries == 0 and policy.breaker is None:
         return runner
     return GuardedStage(runner, policy)

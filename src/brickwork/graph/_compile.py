@@ -243,7 +243,9 @@ class _Compiler:
         for n in published:
             self._check_new(n, env, f"ensemble {name!r}")
         return p.Vote(name, tuple(plans), ens.combiner, ens.on, ens.output, ens.weights,
-                      ens.label), published
+                      ens.label, ens.k, ens.deadline_s, ens.min_members or 1,
+                      tuple(getattr(m, "name", None) or f"member{i}"
+                            for i, m in enumerate(ens.members))), published
 
     def _walk_fallback(self, fb: Fallback, env: _Env) -> tuple[p.PlanStep, dict[str, _Tensor]]:
         name = fb.name or _label(fb.primary, 0)

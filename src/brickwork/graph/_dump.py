@@ -147,6 +147,9 @@ class _Dumper:
                 ens["label"] = step.label
             if step.name:
                 ens["name"] = step.name
+            for key in ("k", "deadline_s", "min_members"):
+                if getattr(step, key) is not None:
+                    ens[key] = getattr(step, key)
             return {"ensemble": ens}
         if isinstance(step, Fallback):
             ladder: list[Any] = [self.step(step.primary), *(self.step(r) for r in step.rungs)]

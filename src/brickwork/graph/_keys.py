@@ -93,6 +93,12 @@ COMBINATORS: dict[str, tuple[ConfigKey, ...]] = {
         ConfigKey("weights", {"type": "array", "items": {"type": "number"}},
                   "one weight per member (combiner weighted)"),
         ConfigKey("label", {"type": "string"}, "mean only: also publish the argmax under this name"),
+        ConfigKey("k", {"type": "integer", "minimum": 1},
+                  "answer as soon as this many members answered; default: all of them"),
+        ConfigKey("deadline_s", {"type": "number", "exclusiveMinimum": 0},
+                  "answer at this time with whoever has answered (seconds); default: none"),
+        ConfigKey("min_members", {"type": "integer", "minimum": 1},
+                  "fewer answers by the deadline is a DeadlineExceeded (504); default 1"),
         _NAME,
     ),
 }

@@ -126,7 +126,7 @@ def cast(targets: Any, *, name: str | None = None, inputs: Any = None, **options
     return brick(CastBrick(targets, name=name, inputs=inputs), **options)
 
 
-def http(url: str, *, name: str | None = None, **config: Any) -> Node:
+def http(url: str | list[str], *, name: str | None = None, **config: Any) -> Node:
     """A model behind HTTP: an Open Inference Protocol server (``model=``) or a plain JSON
     endpoint with a declared mapping; see :mod:`brickwork.bricks.http`."""
     from ..bricks.http import make_http_brick

@@ -139,7 +139,11 @@ class Switch(Step):
 class Ensemble(Step):
     """Members run on the same inputs concurrently; ``combiner`` merges their ``on`` tensors
     into ``output``: "majority" (labels), "weighted" (labels, with ``weights``) or "mean"
-    (probabilities; also publishes ``label`` = argmax when ``label`` is set)."""
+    (probabilities; also publishes ``label`` = argmax when ``label`` is set).
+
+    A *deadline ensemble* (``k`` and/or ``deadline_s`` set) answers as soon as ``k`` members
+    have answered, or at ``deadline_s`` with whoever has (at least ``min_members``); the rest
+    are cancelled and counted, and ``result.members`` names who answered."""
 
     members: tuple[Step, ...]
     combiner: Literal["majority", "weighted", "mean"]
@@ -148,6 +152,9 @@ class Ensemble(Step):
     weights: tuple[float, ...] | None = None
     label: str | None = None
     name: str | None = None
+    k: int | None = None
+    deadline_s: float | None = None
+    min_members: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,16 +213,39 @@ def ensemble(
     weights: Sequence[float] | None = None,
     label: str | None = None,
     name: str | None = None,
+    k: int | None = None,
+    deadline_s: float | None = None,
+    min_members: int | None = None,
 ) -> Ensemble:
+    """Members run on the same inputs; ``combiner`` merges their ``on`` tensors.
+
+    ``k`` (count, default None = all): answer as soon as k members have answered.
+    ``deadline_s`` (seconds, default None = no deadline): answer then with whoever has answered.
+    ``min_members`` (count, default 1; only with k or deadline_s): fewer answers than this by
+    the deadline is DeadlineExceeded (504), which a fallback ladder around the ensemble catches.
+    """
     if len(members) < 2:
         raise GraphError(f"ensemble() needs at least two members, got {len(members)}")
     if combiner not in ("majority", "weighted", "mean"):
         raise GraphError(f"unknown combiner {combiner!r}; use 'majority', 'weighted' or 'mean'")
     if combiner == "weighted" and (weights is None or len(weights) != len(members)):
         raise GraphError(f"combiner 'weighted' needs one weight per member ({len(members)})")
+    n = len(members)
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n):
+        raise GraphError(f"ensemble k={k!r} must be a count from 1 to the {n} members")
+    if deadline_s is not None and (isinstance(deadline_s, bool)
+                                   or not isinstance(deadline_s, int | float) or not deadline_s > 0):
+        raise GraphError(f"ensemble deadline_s={deadline_s!r} must be seconds > 0, e.g. 0.03")
+    if min_members is not None:
+        if k is None and deadline_s is None:
+            raise GraphError("ensemble min_members needs k or deadline_s (a plain ensemble waits for all)")
+        top = k or n
+        if isinstance(min_members, bool) or not isinstance(min_members, int) or not 1 <= min_members <= top:
+            raise GraphError(f"ensemble min_members={min_members!r} must be a count from 1 to k={top}")
     on = on or ("probabilities" if combiner == "mean" else "label")
     return Ensemble(tuple(members), combiner, on, output or on,
-                    tuple(weights) if weights is not None else None, label, name)
+                    tuple(weights) if weights is not None else None, label, name,
+                    k, float(deadline_s) if deadline_s is not None else None, min_members)
 
 
 def fallback(primary: Step, *rungs: Step, default: Mapping[str, Any] | None = None,

@@ -15,7 +15,8 @@
     graph: lr >> rules                # a name, "a >> b", a list (sequence), or one of
                                       #   {parallel: [...]}, {switch: {on, cases, default}},
                                       #   {group: {on, step}} (step once per distinct value),
-                                      #   {ensemble: {members, combiner, on, output, label, weights}},
+                                      #   {ensemble: {members, combiner, on, output, label, weights,
+                                      #               k, deadline_s, min_members}},
                                       #   {fallback: [primary, rung..., {default: {...}}]}
                                       #   (last item may also hold on: any and name: <ladder>)
     example: {pixels: [[0.0, ...]]}   # optional: a sample request for `brickwork bench`
@@ -246,7 +247,8 @@ class _Parser:
         try:
             return ensemble(members, combiner=arg.get("combiner", "majority"), on=arg.get("on"),
                             output=arg.get("output"), weights=arg.get("weights"),
-                            label=arg.get("label"), name=arg.get("name"))
+                            label=arg.get("label"), name=arg.get("name"), k=arg.get("k"),
+                            deadline_s=arg.get("deadline_s"), min_members=arg.get("min_members"))
         except BrickworkError as exc:
             raise ConfigError(f"{self.where}:{arg.line}: ensemble: {exc}") from exc
 

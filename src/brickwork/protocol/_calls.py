@@ -36,7 +36,8 @@ _BY_STATUS: dict[int, type[RequestError]] = {
 
 class InferResponse(dict[str, np.ndarray]):
     """The output tensors by name, plus the response's ``id``, ``model_name``,
-    ``parameters`` and ``rungs`` (which fallback rung answered, per ladder)."""
+    ``parameters``, ``rungs`` (which fallback rung answered, per ladder) and ``members``
+    (which members of each deadline ensemble answered)."""
 
     def __init__(self, tensors: Mapping[str, np.ndarray], *, id: str | None = None,
                  model_name: str | None = None, parameters: Mapping[str, Any] | None = None) -> None:
@@ -45,6 +46,8 @@ class InferResponse(dict[str, np.ndarray]):
         self.model_name = model_name
         self.parameters = dict(parameters or {})
         self.rungs = {k[5:]: v for k, v in self.parameters.items() if k.startswith("rung.")}
+        self.members = {k[8:]: tuple(str(v).split(",")) if v else ()
+                        for k, v in self.parameters.items() if k.startswith("members.")}
 
 
 def encode_request(inputs: Mapping[str, np.ndarray], *, outputs: Sequence[str] | None = None,

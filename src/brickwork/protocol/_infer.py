@@ -181,12 +181,22 @@ def encode_response(model: str, req: InferRequest, result: Mapping[str, np.ndarr
     doc: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": items}
     if req.id is not None:
         doc["id"] = req.id
-    if rungs:
-        # v2 parameter values must be scalars: one "rung.<ladder>" key per fallback ladder.
-        doc["parameters"] = {f"rung.{ladder}": label for ladder, label in rungs.items()}
+    members = getattr(result, "members", None)  # deadline ensembles (an InferResult's)
+    if rungs or members:
+        # v2 parameter values must be scalars: one "rung.<ladder>" key per fallback ladder,
+        # one "members.<ensemble>" key per deadline ensemble (answering members, comma-joined).
+        params = {f"rung.{ladder}": label for ladder, label in rungs.items()}
+        if members:
+            params.update(member_parameters(members))
+        doc["parameters"] = params
     header = dumps(doc)
     if not raws:
         return JSON_HEADERS, header
     headers = [(b"content-type", b"application/octet-stream"),
                (b"inference-header-content-length", str(len(header)).encode())]
     return headers, b"".join([header, *raws])
+
+
+def member_parameters(members: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """``{"members.<ensemble>": "a,b"}``: which members of each deadline ensemble answered."""
+    return {f"members.{name}": ",".join(labels) for name, labels in members.items()}

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..spec import DTYPES, TensorSpec, dtype_of
 from . import _grpc_pb as messages
-from ._infer import InferRequest
+from ._infer import InferRequest, member_parameters
 from ._tensors import _NP, MAX_RANK, pack_bytes, unpack_bytes
 
 __all__ = ["decode_grpc_request", "encode_grpc_response", "messages", "tensor_metadata"]
@@ -151,5 +151,9 @@ def encode_grpc_response(model: str, req: InferRequest, result: Mapping[str, np.
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
             raws.append(arr.tobytes())
     params = {f"rung.{ladder}": messages.InferParameter(string_param=label) for ladder, label in rungs.items()}
+    members = getattr(result, "members", None)  # deadline ensembles (an InferResult's)
+    if members:
+        params.update({k: messages.InferParameter(string_param=v)
+                       for k, v in member_parameters(members).items()})
     return messages.ModelInferResponse(model_name=model, model_version="1", id=req.id or "",
                                  outputs=tensors, raw_output_contents=raws, parameters=params)

@@ -83,6 +83,11 @@ STAGE_FAMILIES: dict[str, tuple[str, str, str, str, str | None]] = {
     "timeouts": ("brickwork_stage_timeouts_total", "counter", "Calls past the stage's timeout_s.", "sum", None),
     "rejected_open_circuit": ("brickwork_stage_rejected_open_circuit_total", "counter",
                               "Calls refused because the stage's circuit was open.", "sum", None),
+    "hedges": ("brickwork_stage_hedges_total", "counter", "Hedged copies sent (hedge_after_s).", "sum", None),
+    "hedge_wins": ("brickwork_stage_hedge_wins_total", "counter", "Hedged copies that answered first.",
+                   "sum", None),
+    "hedges_denied": ("brickwork_stage_hedges_denied_total", "counter",
+                      "Hedges the stage's hedge_budget refused.", "sum", None),
     "items_per_s": ("brickwork_stage_items_per_second", "gauge",
                     "Rows per second since the stage started (or its stats were reset).", "sum", None),
     "utilisation": ("brickwork_stage_utilisation", "gauge",
@@ -109,6 +114,10 @@ _BREAKER_STATE = ("brickwork_stage_breaker_state", "gauge",
                   "1 when the stage's circuit breaker is in this state (with workers: how many are).")
 _BREAKER_OPENED = ("brickwork_stage_breaker_opened_total", "counter", "Times the circuit breaker opened.")
 _FALLBACKS = ("brickwork_fallback_answers_total", "counter", "Answers by fallback ladder and rung.")
+_ENSEMBLE = ("brickwork_ensemble_total", "counter",
+             "Deadline ensembles: answers, answers at the deadline, short (504), stragglers, failed.")
+_ENSEMBLE_MEMBERS = ("brickwork_ensemble_member_answers_total", "counter",
+                     "Deadline ensembles: answers each member contributed.")
 _BOTTLENECK = ("brickwork_bottleneck", "gauge",
                "1 on the stage that limits the pipeline's throughput (with workers: how many say so).")
 _QUANTILES = {"p50": "0.5", "p90": "0.9", "p95": "0.95", "p99": "0.99"}
@@ -304,6 +313,12 @@ def _render_stages(fam: _Families, every: list[Mapping[str, Mapping[str, Any]]])
             for ladder, rungs in (pstats.get("fallbacks") or {}).items():
                 for rung, n in (rungs or {}).items():
                     put(_FALLBACKS, "sum", n, model=model, ladder=ladder, rung=rung)
+            for ens, counts in (pstats.get("ensembles") or {}).items():
+                for key, n in (counts or {}).items():
+                    if key.startswith("member."):
+                        put(_ENSEMBLE_MEMBERS, "sum", n, model=model, ensemble=ens, member=key[7:])
+                    else:
+                        put(_ENSEMBLE, "sum", n, model=model, ensemble=ens, outcome=key)
             if pstats.get("bottleneck"):
                 put(_BOTTLENECK, "sum", 1, model=model, stage=pstats["bottleneck"])
     for (family, labels), values in series.items():
