@@ -124,6 +124,6 @@ class Autoscaler:
                 log.warning("stage %r: a new replica failed to start: %s", self.stage.name, outcome)
                 await replica.stop()
                 continue
+            self.scaled_up += 1  # before the stage shows the replica (stats are read from other threads)
             self.stage.add_replica(replica)
-            self.scaled_up += 1
         log.info("stage %r: scaled up to %d replicas", self.stage.name, len(self.stage.replicas))
