@@ -21,7 +21,7 @@ from .options import Batching, FaultPolicy, StageOptions
 from .spec import Signature, TensorSpec
 
 __all__ = ["Binding", "Call", "Ladder", "Par", "Plan", "PlanStep", "Route", "Scope", "Seq",
-           "StagePlan", "Vote"]
+           "StagePlan", "StreamSplit", "Vote", "is_streaming", "stream_split"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +158,61 @@ def _calls(step: PlanStep) -> Iterator[Call]:
             yield from _calls(s)
     elif isinstance(step, Scope):
         yield from _calls(step.step)
+
+
+# -- streaming ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StreamSplit:
+    """Where a plan streams: ``prefix`` steps run once per request, ``call`` is the streaming
+    stage (its brick's ``stream`` yields chunks), ``suffix`` calls run on every chunk."""
+
+    prefix: tuple[PlanStep, ...]
+    call: Call
+    suffix: tuple[Call, ...]
+
+
+def is_streaming(brick: object) -> bool:
+    """A brick streams when it says so (``streaming = True``) and has ``stream(inputs,
+    parameters)``, an async iterator of partial outputs."""
+    return bool(getattr(brick, "streaming", False)) and callable(getattr(brick, "stream", None))
+
+
+def _flat(step: PlanStep) -> list[PlanStep]:
+    if isinstance(step, Seq):
+        return [s for inner in step.steps for s in _flat(inner)]
+    return [step]
+
+
+def stream_split(plan: Plan) -> StreamSplit | None:
+    """The plan's streaming shape, None when no stage streams. Raises GraphError for a shape
+    that cannot stream: a streaming stage anywhere but at the top level, two streaming stages,
+    or anything but plain brick calls after it (each chunk goes through them one by one)."""
+    from .errors import GraphError
+
+    streaming = [c.stage for c in plan.calls() if is_streaming(plan.stages[c.stage].brick)]
+    if not streaming:
+        return None
+    if len(set(streaming)) > 1 or len(streaming) > 1:
+        raise GraphError(f"pipeline {plan.name!r} has more than one streaming stage ({streaming}); "
+                         "a pipeline streams from one stage")
+    steps = _flat(plan.root)
+    at = next((i for i, s in enumerate(steps) if isinstance(s, Call) and s.stage == streaming[0]), None)
+    head = steps[at] if at is not None else None
+    if at is None or not isinstance(head, Call):
+        raise GraphError(f"streaming stage {streaming[0]!r} sits inside a parallel, switch, ensemble, "
+                         "fallback or nested graph; a streaming stage must be a top-level step of the "
+                         "pipeline (last, or followed only by per-chunk bricks)")
+    if plan.stages[streaming[0]].worker not in ("inline", "thread"):
+        raise GraphError(f"streaming stage {streaming[0]!r} asks for worker="
+                         f"{plan.stages[streaming[0]].worker!r}; a streaming brick runs in the serving "
+                         "process (worker: thread), it batches internally")
+    suffix = steps[at + 1:]
+    for s in suffix:
+        if not isinstance(s, Call):
+            raise GraphError(f"streaming stage {streaming[0]!r} is followed by {type(s).__name__.lower()} "
+                             "step; after a streaming stage only plain bricks may follow (each runs "
+                             "on every chunk), e.g. llm >> detokenize >> filter")
+        if not getattr(plan.stages[s.stage].brick, "rowwise", True):
+            raise GraphError(f"brick {s.stage!r} after streaming stage {streaming[0]!r} is not rowwise "
+                             "(it changes the number of items), so it cannot run per chunk")
+    return StreamSplit(tuple(steps[:at]), head, tuple(s for s in suffix if isinstance(s, Call)))

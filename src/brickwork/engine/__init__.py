@@ -5,6 +5,7 @@ from ._executor import Executor, InferResult
 from ._local import LocalBackend, ProcessBackend
 from ._stage import Stage
 from ._stats import bottleneck
+from ._stream import stream_plan
 
 __all__ = ["Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Stage", "StageRunner",
-           "bottleneck"]
+           "bottleneck", "stream_plan"]
