@@ -62,6 +62,7 @@ _KINDS: dict[str, str] = {
     "http": "brickwork.bricks.http:HttpBrick",
     "v2": "brickwork.bricks.http:RemoteV2Brick",
     "fake": "brickwork.testing:FakeBrick",
+    "llm": "brickwork.llm:LlmBrick",
 }
 
 
