@@ -33,6 +33,7 @@ from ..spec import TensorSpec
 from ._config import ServerConfig
 from ._errors import JSON, Reply, error_reply, plain_error
 from ._metrics import ModelMetrics, render
+from ._stream import StreamReply
 
 __all__ = ["App"]
 
@@ -95,6 +96,7 @@ class App:
         self.draining = False
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # other fronts' drains (gRPC)
         self._key = self.config.api_key.encode() if self.config.api_key else None
+        self._llm_front: Any = None  # the OpenAI/generate front, built on first use (_openai.py)
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
 
@@ -144,9 +146,13 @@ class App:
 
     # -- routing (transport-independent) --------------------------------------------------
     async def handle(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
-                     body: bytes) -> Reply:
+                     body: bytes) -> Reply | StreamReply:
         """Answer one request whose body was read in full (and within ``max_body_bytes``).
-        ``headers`` have lower-case names. Never raises: errors become replies."""
+        ``headers`` have lower-case names. Never raises: errors become replies (a streamed
+        answer is a StreamReply)."""
+        if path.startswith("/v1/") or (path.startswith("/v2/models/")
+                                       and path.endswith(("/generate", "/generate_stream"))):
+            return await self._llm(method, path, headers, body)
         if path.startswith("/v2/models/"):
             if self._key is not None and not self._authorised(headers):
                 return error_reply(Unauthorized("missing or wrong API key: send "
@@ -194,12 +200,25 @@ class App:
         if path == "/metrics":
             stats = {name: m.pipeline.stats() for name, m in self.models.items()}
             body = render({n: m.metrics for n, m in self.models.items()}, stats)
+            if self._llm_front is not None:
+                body += self._llm_front.metrics.text()
             return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
         if path == "/v2/repository/index" and method == "POST":
             return 200, [JSON], orjson.dumps([
                 {"name": n, "version": "1", "state": "READY" if m.ready else "UNAVAILABLE"}
                 for n, m in self.models.items()])
         return plain_error(404, f"no endpoint {method} {path}; see /v2 and /v2/models/{{name}}")
+
+    async def _llm(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> Reply | StreamReply:
+        if self._key is not None and not self._authorised(headers):
+            return error_reply(Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'"))[0]
+        if self._llm_front is None:
+            from ._openai import LlmFront
+
+            self._llm_front = LlmFront({n: m.pipeline for n, m in self.models.items()})
+        reply: Reply | StreamReply = await self._llm_front.handle(method, path, body)
+        return reply
 
     def _unready(self, model: Model) -> list[str]:
         """Why ``model`` cannot answer now (empty: ready): starting, draining, or the engine's
@@ -248,6 +267,7 @@ class App:
     # -- ASGI, for embedding the app in any ASGI server ----------------------------------
     async def _asgi_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = list(scope["headers"])
+        reply: Reply | StreamReply
         try:
             body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
         except _Disconnected:
@@ -256,6 +276,11 @@ class App:
             reply = error_reply(exc)[0]
         else:
             reply = await self.handle(scope["method"], scope["path"], headers, body)
+        if isinstance(reply, StreamReply):
+            from ._stream import write_asgi
+
+            await write_asgi(reply, send)
+            return
         status, out_headers, out = reply
         await send({"type": "http.response.start", "status": status,
                     "headers": [*out_headers, (b"content-length", str(len(out)).encode())]})

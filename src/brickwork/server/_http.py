@@ -27,6 +27,7 @@ import httptools
 from ..errors import PayloadTooLarge
 from ._app import App
 from ._errors import Reply, error_reply, plain_error
+from ._stream import StreamReply, write_chunked
 
 __all__ = ["HttpServer"]
 
@@ -163,6 +164,7 @@ class Connection(asyncio.Protocol):
 
     # -- answering -----------------------------------------------------------------------
     async def _serve(self, req: _Request) -> None:
+        reply: Reply | StreamReply
         while True:
             if req.too_large:
                 reply = error_reply(PayloadTooLarge(
@@ -176,8 +178,15 @@ class Connection(asyncio.Protocol):
                     reply = error_reply(exc)[0]
                 keep_alive = req.keep_alive and not self.server.draining
             if self.transport is None:
+                if isinstance(reply, StreamReply):
+                    await reply.chunks.aclose()
                 return
-            self._write(reply, keep_alive=keep_alive, head=req.method == "HEAD")
+            if isinstance(reply, StreamReply):  # Server-Sent Events, chunked (see _stream.py)
+                status_line = _STATUS.get(reply.status) or f"HTTP/1.1 {reply.status} Unknown\r\n".encode()
+                if not await write_chunked(reply, self, status_line, keep_alive=keep_alive):
+                    return
+            else:
+                self._write(reply, keep_alive=keep_alive, head=req.method == "HEAD")
             if not keep_alive:
                 self.transport.close()
                 return
