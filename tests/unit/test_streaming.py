@@ -124,10 +124,32 @@ def test_compile_refuses_shapes_that_cannot_stream(shape: str) -> None:
                                            bw.function(shout, name="b").rename(outputs={"shout": "b"}))
         match = "only plain bricks may follow"
     elif shape == "ensemble":
-        g = bw.brick(words).fallback(bw.function(shout).rename(inputs={"text": "prompt"}, outputs={"shout": "text"}))
-        match = "top-level step"
+        g = bw.brick(words).fallback(bw.function(prompt).rename(inputs={"question": "prompt"},
+                                                                outputs={"prompt": "p2"})
+                                     >> bw.function(shout).rename(inputs={"text": "p2"}, outputs={"shout": "text"}))
+        match = "every rung of a streaming fallback must be a single brick"
     else:
         g = bw.brick(words) >> bw.brick(WordStream("again")).rename(outputs={"text": "text2"})
         match = "more than one streaming stage"
     with pytest.raises(bw.GraphError, match=match):
         g.compile()
+
+
+class Broken(WordStream):
+    async def stream(self, inputs: Any, parameters: Mapping[str, Any]) -> AsyncIterator[Any]:
+        raise bw.UpstreamError("upstream down", 503)
+        yield {}  # pragma: no cover - makes this an async generator
+
+
+def test_a_streaming_fallback_climbs_before_the_first_chunk() -> None:
+    down, up = Broken("remote"), WordStream("local")
+    pipeline = bw.brick(down).fallback(bw.brick(up), default={"text": "sorry"}).compile()
+    with pipeline:
+        chunks = list(pipeline.stream({"prompt": np.array(["a b"], dtype=object)}))
+        assert [c["text"].tolist() for c in chunks] == [["a "], ["b "]]
+        assert chunks[-1].rungs and chunks[-1].degraded and set(chunks[-1].rungs.values()) == {"local"}
+    only_default = bw.brick(Broken("remote")).fallback(bw.brick(Broken("again")), default={"text": "sorry"})
+    with only_default.compile() as pipeline:
+        chunks = list(pipeline.stream({"prompt": np.array(["a b"], dtype=object)}))
+        assert [c["text"].tolist() for c in chunks] == [["sorry"]]
+        assert set(chunks[0].rungs.values()) == {"default"}

@@ -63,6 +63,7 @@ _KINDS: dict[str, str] = {
     "v2": "brickwork.bricks.http:RemoteV2Brick",
     "fake": "brickwork.testing:FakeBrick",
     "llm": "brickwork.llm:LlmBrick",
+    "openai": "brickwork.llm:OpenAIBrick",
 }
 
 

@@ -3,5 +3,6 @@ streaming). ``import brickwork.llm`` imports no torch; the brick does when it lo
 
 from ._batcher import Batcher, Sampling
 from ._brick import LlmBrick, transformers
+from ._remote import OpenAIBrick
 
-__all__ = ["Batcher", "LlmBrick", "Sampling", "transformers"]
+__all__ = ["Batcher", "LlmBrick", "OpenAIBrick", "Sampling", "transformers"]

@@ -30,7 +30,7 @@ import orjson
 
 from ..errors import InvalidInput, NotFound, RequestError
 from ..pipeline import Pipeline
-from ..plan import stream_split
+from ..plan import Call, stream_split
 from ._errors import JSON, Reply, error_reply
 from ._stream import StreamReply
 
@@ -62,7 +62,8 @@ class _Fit:
             split = stream_split(plan)
         except Exception:  # a shape compile() refused cannot be served anyway
             split = None
-        if split is not None and any(b.source == self.input for b in split.call.bindings) and not split.prefix:
+        if (split is not None and isinstance(split.call, Call) and not split.prefix
+                and any(b.source == self.input for b in split.call.bindings)):
             brick = plan.stages[split.call.stage].brick
             self.chat_brick = brick if callable(getattr(brick, "chat_prompt", None)) else None
 
