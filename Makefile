@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-EXTRAS := onnx,sklearn,torch,hf,server,grpc,examples,federated,accel,dev
+EXTRAS := onnx,sklearn,torch,hf,server,grpc,examples,federated,accel,llm,dev
 
 .PHONY: demo test lint bench bench-peers grpc-proto clean
 

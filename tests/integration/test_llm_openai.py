@@ -189,3 +189,11 @@ def test_overloaded_is_503_with_retry_after(server: tuple[str, LlmBrick]) -> Non
         # alone, the same request fits
         assert httpx.post(f"{s.url}/v1/completions",
                           json={"model": "small", "prompt": "A brick is", "max_tokens": 60}).status_code == 200
+
+
+def test_v1_tools_lists_every_model_in_openai_tool_format(server: tuple[str, LlmBrick]) -> None:
+    tools = {t["function"]["name"]: t for t in httpx.get(f"{server[0]}/v1/tools").json()["data"]}
+    assert set(tools) == {"gen", "shout", "embed"}
+    assert tools["shout"]["type"] == "function"
+    params = tools["gen"]["function"]["parameters"]
+    assert params["properties"]["prompt"]["type"] == "string" and params["required"] == ["prompt"]

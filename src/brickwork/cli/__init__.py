@@ -15,7 +15,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Every verb here must have its module: a missing one fails loudly at start (a test checks
 # each verb's parser), instead of the verb silently vanishing from the CLI.
-COMMANDS = ("validate", "run", "graph", "serve", "bench", "fed", "optimize", "export")
+COMMANDS = ("validate", "run", "graph", "serve", "bench", "fed", "optimize", "export", "mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:
