@@ -47,8 +47,8 @@ Sink = Callable[[str, int, str | None], None]
 
 
 class Sequence:
-    __slots__ = ("cancelled", "emitted", "finish", "first_token_at", "generator", "ids", "prompt", "sampling",
-                 "sink", "submitted_at", "text")
+    __slots__ = ("cancelled", "emitted", "finish", "first_token_at", "generator", "ids", "prefix_at", "prompt",
+                 "read_at", "sampling", "sink", "submitted_at", "text")
 
     def __init__(self, prompt: list[int], sampling: Sampling, sink: Sink) -> None:
         self.prompt = prompt
@@ -62,6 +62,8 @@ class Sequence:
         self.generator: Any = None
         self.submitted_at = time.perf_counter()
         self.first_token_at: float | None = None
+        self.prefix_at = 0  # incremental detokenization window: ids[prefix_at:read_at] already read
+        self.read_at = 0
 
     @property
     def reserved(self) -> int:
@@ -95,6 +97,11 @@ class Batcher:
         self.counts = {"steps": 0, "prompt_tokens": 0, "completion_tokens": 0, "finished": 0,
                        "cancelled": 0, "refused": 0}
         self.ttft_s: deque[float] = deque(maxlen=1024)
+        self._events: list[tuple[Sink, tuple[str, int, str | None]]] = []  # delivered after each step
+        raw = getattr(tokenizer, "_tokenizer", None)  # the Rust tokenizer: no Python wrapper per call
+        self._decode: Callable[[list[int]], str] = (
+            (lambda ids: raw.decode(ids, skip_special_tokens=True)) if raw is not None and hasattr(raw, "decode")
+            else (lambda ids: tokenizer.decode(ids, skip_special_tokens=True)))
 
     # -- the caller's side -------------------------------------------------------------
     def start(self) -> None:
@@ -169,7 +176,7 @@ class Batcher:
         self.counts["cancelled" if reason == "cancelled" else "finished"] += 1
         self.counts["completion_tokens"] += len(seq.ids)
         if reason != "cancelled":
-            seq.sink(seq.text[seq.emitted:], len(seq.ids), reason)
+            self._events.append((seq.sink, (seq.text[seq.emitted:], len(seq.ids), reason)))
 
     def _loop(self) -> None:
         import torch
@@ -182,6 +189,7 @@ class Batcher:
                     if self._stop:
                         for seq in [*self._rows, *self._waiting]:
                             self._release(seq, "cancelled")
+                        self._events.clear()
                         return
                     joining: list[Sequence] = []
                     while self._waiting and len(self._rows) + len(joining) < self.max_batch_size:
@@ -190,9 +198,11 @@ class Batcher:
                     for seq in joining:
                         self._prefill(seq)
                     self._drop_finished()
+                    self._deliver()
                     if self._rows:
                         self._step()
                         self._drop_finished()
+                        self._deliver()
                 except Exception as exc:  # the model broke: fail every live sequence, keep serving
                     log.exception("llm decode step failed")
                     with self._lock:
@@ -200,6 +210,7 @@ class Batcher:
                             seq.text = seq.text[:seq.emitted]
                             self._release(seq, f"error: {type(exc).__name__}: {exc}")
                         self._rows, self._kv, self._mask = [], [], None
+                    self._deliver()
 
     def _forward(self, **kwargs: Any) -> tuple[Any, list[tuple[Any, Any]]]:
         from transformers import DynamicCache
@@ -268,9 +279,23 @@ class Batcher:
                                          past=self._kv)
         self._mask = mask
         self.counts["steps"] += 1
-        for i, seq in enumerate(rows):
+        for seq, token in zip(rows, self._sample_rows(rows, logits), strict=True):
             if seq.finish is None and not seq.cancelled:
-                self._accept(seq, self._sample(seq, logits[i]))
+                self._accept(seq, token)
+
+    def _sample_rows(self, rows: list[Sequence], logits: Any) -> list[int]:
+        """One token per row: greedy rows by one argmax over the batch, sampled rows from one
+        softmax over the batch (then each row's own seeded generator)."""
+        import torch
+
+        tokens = logits.argmax(-1).tolist()
+        hot = [i for i, s in enumerate(rows) if s.sampling.temperature > 0]
+        if hot:
+            temps = torch.tensor([rows[i].sampling.temperature for i in hot], dtype=torch.float32)
+            probs = torch.softmax(logits[hot].float() / temps[:, None], dim=-1)
+            for j, i in enumerate(hot):
+                tokens[i] = self._draw(rows[i], probs[j])
+        return [int(t) for t in tokens]
 
     def _sample(self, seq: Sequence, logits: Any) -> int:
         import torch
@@ -278,7 +303,12 @@ class Batcher:
         s = seq.sampling
         if s.temperature <= 0:
             return int(torch.argmax(logits).item())
-        probs = torch.softmax(logits.float() / s.temperature, dim=-1)
+        return self._draw(seq, torch.softmax(logits.float() / s.temperature, dim=-1))
+
+    def _draw(self, seq: Sequence, probs: Any) -> int:
+        import torch
+
+        s = seq.sampling
         if s.top_p < 1.0:
             sorted_p, order = torch.sort(probs, descending=True)
             keep = torch.cumsum(sorted_p, 0) - sorted_p < s.top_p
@@ -297,7 +327,11 @@ class Batcher:
                 self._release(seq, "stop")
             return
         seq.ids.append(token)
-        seq.text = self.tokenizer.decode(seq.ids, skip_special_tokens=True)
+        before = self._decode(seq.ids[seq.prefix_at:seq.read_at])
+        after = self._decode(seq.ids[seq.prefix_at:])
+        if len(after) > len(before) and not after.endswith("\ufffd"):  # whole characters only
+            seq.text += after[len(before):]
+            seq.prefix_at, seq.read_at = seq.read_at, len(seq.ids)
         reason = None
         for stop in s.stop:
             at = seq.text.find(stop, max(0, seq.emitted - len(stop)))
@@ -312,11 +346,26 @@ class Batcher:
             return
         hold = max((len(x) for x in s.stop), default=1) - 1
         safe = len(seq.text) - hold
-        if seq.text.endswith("\ufffd"):  # half a UTF-8 character: wait for the rest
-            safe = min(safe, len(seq.text) - 1)
         if safe > seq.emitted:
-            seq.sink(seq.text[seq.emitted:safe], len(seq.ids), None)
+            self._events.append((seq.sink, (seq.text[seq.emitted:safe], len(seq.ids), None)))
             seq.emitted = safe
+
+    def _deliver(self) -> None:
+        """Hand this step's events to their consumers: one ``call_soon_threadsafe`` per event
+        loop (a sink with a ``loop`` attribute runs there), so consumers wake once per step."""
+        events, self._events = self._events, []
+        by_loop: dict[Any, list[tuple[Sink, tuple[str, int, str | None]]]] = {}
+        for sink, args in events:
+            loop = getattr(sink, "loop", None)
+            if loop is None:
+                sink(*args)
+            else:
+                by_loop.setdefault(loop, []).append((sink, args))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_run_all, items)
+            except RuntimeError:  # that loop is closed: its consumers are gone
+                pass
 
     def _drop_finished(self) -> None:
         with self._lock:
@@ -339,6 +388,11 @@ class Batcher:
         self._mask = mask[:, start:]
         self._kv = [(k.index_select(0, index)[:, :, start:], v.index_select(0, index)[:, :, start:])
                     for k, v in self._kv]
+
+
+def _run_all(items: list[tuple[Sink, tuple[str, int, str | None]]]) -> None:
+    for sink, args in items:
+        sink(*args)
 
 
 def _pad(t: Any, width: int) -> Any:

@@ -216,9 +216,7 @@ class LlmBrick(BaseBrick):
         seqs = []
         try:
             for i, prompt in enumerate(prompts):
-                def sink(delta: str, n: int, finish: str | None, i: int = i) -> None:
-                    loop.call_soon_threadsafe(events.put_nowait, (i, delta, n, finish))
-                seqs.append(self.batcher.submit(self.encode(prompt), sampling, sink))
+                seqs.append(self.batcher.submit(self.encode(prompt), sampling, _LoopSink(loop, events, i)))
             n_items = len(prompts)
             counts = [0] * n_items
             finish: list[str] = [""] * n_items
@@ -245,6 +243,18 @@ class LlmBrick(BaseBrick):
         finally:
             for seq in seqs:
                 self.batcher.cancel(seq)
+
+
+class _LoopSink:
+    """Runs on ``loop`` (the batcher posts a step's events once per loop): queue the event."""
+
+    __slots__ = ("events", "index", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Any], index: int) -> None:
+        self.loop, self.events, self.index = loop, events, index
+
+    def __call__(self, delta: str, n: int, finish: str | None) -> None:
+        self.events.put_nowait((self.index, delta, n, finish))
 
 
 def transformers(path: str | Path, *, name: str = "llm", **options: Any) -> Any:
