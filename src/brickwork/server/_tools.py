@@ -3,8 +3,9 @@ signature, in the OpenAI tool format (``/v1/tools``) and for MCP (``brickwork mc
 
 A tool call is one item: each input is the item without the batch axis (BYTES → string, INT* →
 integer, FP* → number, BOOL → boolean; fixed dimensions become arrays with min/max items,
-dynamic ones arrays of any length). Descriptions come from the pipeline's YAML ``description``
-(top level) and ``descriptions: {tensor: text}`` when given, else from the specs.
+dynamic ones arrays of any length). Descriptions come from a ``description`` attribute (and a
+``descriptions: {tensor: text}`` mapping) set on the Pipeline object when present, else from the
+signature; the YAML file has no keys for them yet.
 """
 
 from __future__ import annotations
