@@ -1,8 +1,9 @@
 """Continuous batching for a Hugging Face causal LM (the Orca/vLLM idea, on a padded batch cache).
 
 One decode thread owns the model. A request is a :class:`Sequence`; it waits in a queue until a
-row is free, is prefilled alone (its first token is sampled then: time to first token does not
-wait for the batch), and joins the running batch at the next decode step. Every step runs one
+row is free, is prefilled with the other newcomers in one padded forward pass (its first token
+is sampled then: time to first token does not wait for the batch), and joins the running batch
+at the next decode step. Every step runs one
 forward pass over all live rows; a sequence that finishes (end of text, ``max_tokens``, a stop
 string, or its consumer gone) leaves the batch at once.
 
@@ -195,8 +196,8 @@ class Batcher:
                     while self._waiting and len(self._rows) + len(joining) < self.max_batch_size:
                         joining.append(self._waiting.popleft())
                 try:
-                    for seq in joining:
-                        self._prefill(seq)
+                    if joining:
+                        self._prefill(joining)
                     self._drop_finished()
                     self._deliver()
                     if self._rows:
@@ -242,31 +243,46 @@ class Batcher:
         layers = [(layer.keys, layer.values) for layer in new.layers]
         return out.logits[:, -1, :], layers
 
-    def _prefill(self, seq: Sequence) -> None:
+    def _prefill(self, joining: list[Sequence]) -> None:
+        """Prefill every newcomer in one forward pass (left-padded, masked, each row with its
+        own positions), sample each one's first token, and append the rows to the batch."""
         import torch
 
-        if seq.cancelled:
-            with self._lock:
-                self._release(seq, "cancelled")
+        live = []
+        for seq in joining:
+            if seq.cancelled:
+                with self._lock:
+                    self._release(seq, "cancelled")
+            else:
+                live.append(seq)
+        if not live:
             return
-        ids = torch.tensor([seq.prompt], device=self.device)
-        logits, kv = self._forward(input_ids=ids)
-        self.counts["prompt_tokens"] += len(seq.prompt)
-        seq.generator = torch.Generator(device="cpu")
-        seq.generator.manual_seed(seq.sampling.seed if seq.sampling.seed is not None
-                                  else int(torch.randint(0, 2**31 - 1, ()).item()))
-        length = len(seq.prompt)
-        mask = torch.ones((1, length), dtype=torch.long, device=self.device)
+        width = max(len(s.prompt) for s in live)
+        pad = self.eos if self.eos is not None else 0
+        ids = torch.tensor([[pad] * (width - len(s.prompt)) + s.prompt for s in live], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s.prompt)) + [1] * len(s.prompt) for s in live],
+                            dtype=torch.long, device=self.device)
+        if len(live) == 1:
+            logits, kv = self._forward(input_ids=ids)
+        else:
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits, kv = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions)
+        for seq in live:
+            self.counts["prompt_tokens"] += len(seq.prompt)
+            seq.generator = torch.Generator(device="cpu")
+            seq.generator.manual_seed(seq.sampling.seed if seq.sampling.seed is not None
+                                      else int(torch.randint(0, 2**31 - 1, ()).item()))
         if not self._rows:
             self._kv, self._mask = kv, mask
         else:
-            width = max(self._mask.shape[1], length)
+            width = max(self._mask.shape[1], width)
             self._kv = [(torch.cat([_pad(bk, width), _pad(k, width)]), torch.cat([_pad(bv, width), _pad(v, width)]))
                         for (bk, bv), (k, v) in zip(self._kv, kv, strict=True)]
             self._mask = torch.cat([_pad_mask(self._mask, width), _pad_mask(mask, width)])
         with self._lock:
-            self._rows.append(seq)
-        self._accept(seq, self._sample(seq, logits[0]))
+            self._rows.extend(live)
+        for seq, token in zip(live, self._sample_rows(live, logits), strict=True):
+            self._accept(seq, token)
 
     def _step(self) -> None:
         import torch
@@ -296,14 +312,6 @@ class Batcher:
             for j, i in enumerate(hot):
                 tokens[i] = self._draw(rows[i], probs[j])
         return [int(t) for t in tokens]
-
-    def _sample(self, seq: Sequence, logits: Any) -> int:
-        import torch
-
-        s = seq.sampling
-        if s.temperature <= 0:
-            return int(torch.argmax(logits).item())
-        return self._draw(seq, torch.softmax(logits.float() / s.temperature, dim=-1))
 
     def _draw(self, seq: Sequence, probs: Any) -> int:
         import torch
