@@ -160,6 +160,7 @@ def test_metrics_count_usage_and_ttft(server: tuple[str, LlmBrick], client: open
     assert 'brickwork_llm_completion_tokens_total{model="gen"}' in text
     assert 'brickwork_llm_time_to_first_token_seconds_count{model="gen"}' in text
     assert 'brickwork_llm_requests_total{model="gen",endpoint="chat"}' in text
+    assert 'brickwork_llm_kv_reserved_tokens{model="gen",stage="llm"} ' in text
 
 
 def test_overloaded_is_503_with_retry_after(server: tuple[str, LlmBrick]) -> None:

@@ -201,7 +201,7 @@ class App:
             stats = {name: m.pipeline.stats() for name, m in self.models.items()}
             body = render({n: m.metrics for n, m in self.models.items()}, stats)
             if self._llm_front is not None:
-                body += self._llm_front.metrics.text()
+                body += self._llm_front.metrics_text()
             return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
         if path == "/v2/repository/index" and method == "POST":
             return 200, [JSON], orjson.dumps([

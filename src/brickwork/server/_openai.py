@@ -91,8 +91,19 @@ class LlmMetrics:
         if tokens > 1 and seconds > 0:
             _observe(self.tps, model, TPS_BUCKETS, tokens / seconds)
 
-    def text(self) -> bytes:
+    def text(self, streams: Mapping[str, Mapping[str, Any]] | None = None) -> bytes:
+        """Prometheus text; ``streams``: model -> its pipeline's ``stats()["streams"]``."""
         out: list[str] = []
+        gauges = (("active", "brickwork_llm_active_sequences", "sequences decoding now"),
+                  ("waiting", "brickwork_llm_waiting_sequences", "sequences waiting for a batch row"),
+                  ("kv_reserved_tokens", "brickwork_llm_kv_reserved_tokens", "KV tokens reserved (budget use)"),
+                  ("kv_cached_tokens", "brickwork_llm_kv_cached_tokens", "KV cache columns x rows held now"))
+        for key, name, what in gauges:
+            rows = [(m, stage, figures[key]) for m, stages in sorted((streams or {}).items())
+                    for stage, figures in sorted(stages.items()) if isinstance(figures.get(key), int)]
+            if rows:
+                out += [f"# HELP {name} {what}", f"# TYPE {name} gauge"]
+                out += [f'{name}{{model="{m}",stage="{st}"}} {v}' for m, st, v in rows]
         if self.requests:
             out += ["# HELP brickwork_llm_requests_total OpenAI/generate front requests by endpoint",
                     "# TYPE brickwork_llm_requests_total counter"]
@@ -152,6 +163,10 @@ class LlmFront:
         self.fits = {name: _Fit(p) for name, p in pipelines.items()}
         self.metrics = LlmMetrics()
         self.created = int(time.time())
+
+    def metrics_text(self) -> bytes:
+        streams = {n: f.pipeline.stats().get("streams", {}) for n, f in self.fits.items()}
+        return self.metrics.text({n: s for n, s in streams.items() if s})
 
     # -- routing -----------------------------------------------------------------------
     async def handle(self, method: str, path: str, body: bytes) -> Reply | StreamReply:
