@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-EXTRAS := onnx,sklearn,torch,hf,server,grpc,examples,federated,accel,llm,dev
+EXTRAS := onnx,sklearn,torch,hf,server,grpc,ray,examples,federated,accel,viz,otel,llm,dev
 
 .PHONY: demo test lint bench bench-peers grpc-proto clean
 
@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) bench/engine.py
 
 bench-peers: $(STAMP)
+	command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || sudo apt-get install -y wrk \
+		|| echo "wrk is not installed: the bench runs its Python generator only"
 	$(PYTHON) bench/peers/run.py --servers raw,fastapi,litserve,rayserve,pytriton,brickwork \
 		--model matmul,onnx,pipeline --requests 3000 --warmup 200 --concurrency 32
 

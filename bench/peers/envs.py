@@ -21,8 +21,8 @@ MARKER = ".bench-installed.json"
 # Versions follow /work/shared/PEERS.md. onnxruntime is in every server venv so that each
 # server can load the ONNX model inside its own worker.
 PACKAGES: dict[str, list[str]] = {
-    # the load generator / orchestrator itself
-    "bench": ["aiohttp==3.*", "uvloop", "orjson", "numpy", "onnx", "onnxruntime"],
+    # the load generator / orchestrator itself, and the raw floor (httptools, uvloop, orjson)
+    "bench": ["aiohttp==3.*", "uvloop", "orjson", "httptools", "numpy", "onnx", "onnxruntime"],
     "fastapi": ["fastapi", "uvicorn[standard]", "numpy", "onnxruntime"],
     "litserve": ["litserve==0.2.19", "numpy", "onnxruntime"],
     "rayserve": ["ray[serve]==2.60.0", "numpy", "onnxruntime"],

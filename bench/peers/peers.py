@@ -89,6 +89,23 @@ class V2(Adapter):
         return outs[0]["data"]
 
 
+class V2Fixed(V2):
+    """The raw floor answers one fixed, pre-encoded v2 response whatever it is sent: check that
+    it is a v2 answer of the right size, not its values."""
+
+    def make_check(self, expected: np.ndarray) -> Callable[[int, bytes], str | None]:
+        size = int(expected.shape[-1])
+
+        def check(k: int, data: bytes) -> str | None:
+            try:
+                got = self.output(_loads(data))
+            except Exception as e:  # noqa: BLE001 - any malformed answer is an error
+                return f"bad response ({type(e).__name__}: {e}): {data[:200]!r}"
+            return None if len(got) == size else f"wrong size {len(got)} != {size}"
+
+        return check
+
+
 # --------------------------------------------------------------------------- plug-ins
 @dataclass
 class Launch:
@@ -134,9 +151,11 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
     cleanup: list[Path] = []
     args = _common_args(model, port, cache, rundir, batch, delay_ms, extra)
     n = peer.name
-    if n in ("fastapi", "litserve", "raw"):
-        script = {"fastapi": "fastapi_app.py", "litserve": "litserve_app.py",
-                  "raw": "raw_app.py"}[n]
+    if n == "raw":
+        return Launch([peer.python(), str(SERVERS / "raw_app.py"), *args], env,
+                      ("GET", "/v2/health/ready"), f"/v2/models/{model}/infer", V2Fixed())
+    if n in ("fastapi", "litserve"):
+        script = {"fastapi": "fastapi_app.py", "litserve": "litserve_app.py"}[n]
         return Launch([peer.python(), str(SERVERS / script), *args], env, ("GET", "/health"),
                       "/predict", SimpleJson())
     if n == "rayserve":
@@ -163,7 +182,8 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
                    RAY_SERVE_HAPROXY_METRICS_PORT=str(extra[0]),
                    RAY_SERVE_HAPROXY_STATS_PORT=str(extra[1]),
                    RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(hap / "metrics.sock"),
-                   RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
+                   RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0",
+                   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # every Ray listener on 127.0.0.1
         return Launch([peer.python(), str(SERVERS / "rayserve_app.py"), *args], env,
                       ("POST", "/"), "/", SimpleJson(), cleanup=cleanup)
     if n == "pytriton":
@@ -171,18 +191,30 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
         env["LD_LIBRARY_PATH"] = ":".join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p)
         return Launch([peer.python(), str(SERVERS / "pytriton_app.py"), *args], env,
                       ("GET", f"/v2/models/{model}/ready"), f"/v2/models/{model}/infer", V2())
-    if n == "brickwork":
+    if n in ("brickwork", "brickwork-ray"):
         yaml_path = write_brickwork_yaml(model, cache, rundir, batch, delay_ms)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SERVERS), env.get("PYTHONPATH")) if p)
+        # this checkout's source first, so the bench measures the code beside it
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO / "src"), str(SERVERS), env.get("PYTHONPATH")) if p)
         env["BENCH_CACHE"] = str(cache)
-        return Launch([str(BRICKWORK), "serve", str(yaml_path), "--port", str(port)], env,
+        backend: list[str] = []
+        if n == "brickwork-ray":  # a private Ray instance on 127.0.0.1, its files in the bench folder
+            ray_tmp = HERE / ".ray-tmp"
+            ray_tmp.mkdir(exist_ok=True)
+            env.update(RAY_TMPDIR=str(ray_tmp), RAY_AUTH_TOKEN_PATH=str(rundir / "ray_auth_token"),
+                       RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+            backend = ["--backend", "ray"]
+        return Launch([str(BRICKWORK), "-m", "brickwork.cli", "serve", str(yaml_path),
+                       "--port", str(port), *backend], env,
                       ("GET", "/v2/health/ready"), f"/v2/models/{model}/infer", V2(),
                       cwd=str(REPO))
     raise KeyError(n)
 
 
 # --------------------------------------------------------------------------- brickwork
-BRICKWORK = REPO / ".venv" / "bin" / "brickwork"
+# The project's interpreter (its venv has the `server` extra); BENCH_BRICKWORK_PYTHON overrides
+# it, e.g. a shared venv when this checkout has none of its own.
+BRICKWORK = Path(os.environ.get("BENCH_BRICKWORK_PYTHON") or REPO / ".venv" / "bin" / "python")
 
 
 def write_brickwork_yaml(model: str, cache: Path, rundir: Path, batch: int,
@@ -208,14 +240,14 @@ def write_brickwork_yaml(model: str, cache: Path, rundir: Path, batch: int,
 
 def _brickwork_skip(model: str) -> str | None:
     if not BRICKWORK.exists():
-        return f"{BRICKWORK.relative_to(REPO)} does not exist yet (install the project first)"
+        return f"{BRICKWORK} does not exist yet (install the project first: make test)"
     return None
 
 
 PEERS: dict[str, Peer] = {p.name: p for p in [
-    Peer("raw", "raw asyncio HTTP, no framework (load-generator ceiling)", "bench",
-         ["numpy"], models=("matmul", "onnx", "pipeline")),
-    Peer("fastapi", "FastAPI + uvicorn, 1 process, no batching (the floor)", "fastapi",
+    Peer("raw", "the raw floor: httptools + uvloop + orjson, parses the v2 body, fixed answer",
+         "bench", ["httptools", "uvloop", "orjson"], models=("matmul", "onnx", "pipeline")),
+    Peer("fastapi", "FastAPI + uvicorn, 1 process, no batching", "fastapi",
          ["fastapi", "uvicorn", "numpy", "onnxruntime"]),
     Peer("litserve", "LitServe, batching", "litserve", ["litserve", "numpy", "onnxruntime"],
          skip_reason=lambda m: "LitServe has no multi-model composition"
@@ -225,5 +257,7 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("pytriton", "PyTriton (Triton on CPU), dynamic batching", "pytriton",
          ["nvidia-pytriton", "numpy", "onnxruntime"], extra_ports=2),
     Peer("brickwork", "brickwork serve, v2 protocol", None, ["brickwork"],
+         skip_reason=_brickwork_skip),
+    Peer("brickwork-ray", "brickwork serve --backend ray (every replica a Ray actor)", None, ["brickwork"],
          skip_reason=_brickwork_skip),
 ]}

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""One-command benchmark of HTTP model servers on the same model and load.
+"""One-command benchmark of HTTP model servers on the same model and load, two load generators.
 
-    python bench/peers/run.py [--servers fastapi,litserve,rayserve,pytriton,brickwork]
+    python bench/peers/run.py [--servers raw,fastapi,litserve,rayserve,pytriton,brickwork]
                               [--requests 3000] [--warmup 200] [--concurrency 32]
                               [--model matmul|onnx|pipeline[,...]] [--runs 2] [--json out.json]
+                              [--generators python,wrk] [--wrk-duration 10]
 
 Every peer lives in its own venv under bench/peers/.venvs/<peer> (created on first use). The
-script itself re-executes inside .venvs/bench (aiohttp, uvloop, numpy, onnx). Servers are started
-one at a time on free 127.0.0.1 ports, each config twice with a fresh server, and every process
-a server started is stopped by PID at the end (also on error or Ctrl-C). See README.md.
+script itself re-executes inside .venvs/bench (aiohttp, uvloop, numpy, onnx, httptools). Servers
+are started one at a time on free 127.0.0.1 ports, each config `--runs` times with a fresh
+server, the runs interleaved (run 1 of every config, then run 2, ...), and every process a server
+started is stopped by PID at the end (also on error or Ctrl-C). Per run: the Python generator
+(every answer checked), then `wrk` (C; the answers were checked just before by the Python phase,
+wrk does not read bodies). See README.md.
 """
 from __future__ import annotations
 
@@ -60,6 +64,10 @@ def parse_args():
     p.add_argument("--max-time", type=float, default=240.0, help="cap on one measured phase, s")
     p.add_argument("--startup-timeout", type=float, default=180.0)
     p.add_argument("--json", default=None, help="also write results here")
+    p.add_argument("--generators", default="python,wrk",
+                   help="python (aiohttp, checks every answer) and/or wrk (C, needs `wrk`)")
+    p.add_argument("--wrk-duration", type=float, default=10.0, help="seconds of each wrk run")
+    p.add_argument("--wrk-threads", type=int, default=1)
     return p.parse_args()
 
 
@@ -177,6 +185,14 @@ def run_one(peer, model, idx, a, cache, rundir, expected, pool_x, log):
             client_cpu_pct=round(100.0 * r.client_cpu_s / r.elapsed_s, 1) if r.elapsed_s else 0,
             truncated_by_max_time=r.timed_out_run,
             status="ok" if r.errors == 0 else "errors")
+        if "wrk" in a.gens and proc.poll() is None:
+            res.update(wrk_phase(a, url, body_of, L.adapter.content_type, rundir, me))
+            # the server must still answer correctly after wrk's load
+            st, data = http("POST", url, body_of[1 % len(body_of)], timeout=30.0)
+            why = check(1 % len(body_of), data) if st == 200 else f"HTTP {st}: {data[:300]!r}"
+            if why:
+                res["wrk_errors"] = res.get("wrk_errors", 0) + 1
+                res["status"] = f"wrong answer after wrk: {why}"
         if proc.poll() is not None:
             res["status"] = f"server exited ({proc.returncode}) during load"
     except Failed as e:
@@ -194,6 +210,55 @@ def run_one(peer, model, idx, a, cache, rundir, expected, pool_x, log):
         for d in ("pytriton-ws", "tmp"):  # PyTriton copies Triton (~22 MB) into its workspace
             shutil.rmtree(rundir / d, ignore_errors=True)
     return res
+
+
+LUA = HERE / "post.lua"
+
+
+def wrk_phase(a, url, body_of, ctype, rundir, me) -> dict:
+    """One wrk run against `url` posting `body_of` in turn; req/s, latency percentiles, errors,
+    server CPU per request (the server's process tree) and wrk's own CPU."""
+    import resource
+
+    import procstats
+
+    bodies = rundir / "bodies.txt"
+    bodies.write_bytes(b"\n".join(body_of) + b"\n")
+    argv = [a.wrk, "-t", str(a.wrk_threads), "-c", str(a.concurrency),
+            "-d", f"{a.wrk_duration:g}s", "--timeout", f"{a.timeout:g}s", "-s", str(LUA), url,
+            "--", str(bodies), ctype]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = procstats.cpu_seconds(procstats.descendants(me))
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=a.wrk_duration + 120)
+    cpu1 = procstats.cpu_seconds(procstats.descendants(me))
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    (rundir / "wrk.out").write_text(r.stdout + r.stderr)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if r.returncode != 0 or line is None:
+        return {"wrk_status": f"wrk failed (exit {r.returncode}): {(r.stderr or r.stdout)[-300:]}"}
+    w = json.loads(line[9:])
+    n, secs = w["requests"], w["duration_us"] / 1e6
+    errors = sum(w[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors",
+                                "timeouts"))
+    wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    return {"wrk_rps": round(n / secs, 1) if secs else 0.0, "wrk_requests": n,
+            "wrk_errors": errors, "wrk_p50_ms": round(w["p50"] / 1000, 2),
+            "wrk_p90_ms": round(w["p90"] / 1000, 2), "wrk_p95_ms": round(w["p95"] / 1000, 2),
+            "wrk_p99_ms": round(w["p99"] / 1000, 2), "wrk_p999_ms": round(w["p99_9"] / 1000, 2),
+            "wrk_cpu_ms_per_req": round((cpu1 - cpu0) * 1000.0 / max(n, 1), 4),
+            "wrk_own_cpu_pct": round(100.0 * wrk_cpu / secs, 1) if secs else 0.0,
+            "wrk_status": "ok" if errors == 0 else f"{errors} errors"}
+
+
+def find_wrk() -> str | None:
+    """`wrk` on PATH; on Debian/Ubuntu as root, install the `wrk` package when it is missing."""
+    found = shutil.which("wrk")
+    if found or not shutil.which("apt-get") or os.geteuid() != 0:
+        return found
+    print("[bench] wrk is missing: apt-get install -y wrk", file=sys.stderr, flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.STDOUT, check=False)
+    return shutil.which("wrk")
 
 
 def stop_all(proc) -> None:
@@ -227,26 +292,38 @@ def fmt(v, nd=0):
 
 def table(results: list[dict]) -> str:
     head = ("| server | model | run | req/s | p50 ms | p90 ms | p99 ms | errors | server CPU ms/req "
-            "| load-gen CPU % | idle RSS MB | idle PSS MB | ready after s | note |")
-    rows = [head, "|" + "---|" * 14]
+            "| load-gen CPU % | wrk req/s | wrk p50 / p95 / p99 ms | wrk errors "
+            "| wrk: server CPU ms/req | wrk CPU % | idle RSS MB | idle PSS MB | ready after s "
+            "| note |")
+    rows = [head, "|" + "---|" * 19]
     for r in results:
         if r["status"] in ("failed", "skipped"):
             rows.append(f"| {r['server']} | {r['model']} | {r.get('run', '–')} | "
-                        + " | ".join(["–"] * 10)
+                        + " | ".join(["–"] * 15)
                         + f" | **{r['status']}**: {r.get('reason', '')[:300]} |")
             continue
         note = "" if r["status"] == "ok" else r["status"]
         if r.get("errors"):
             note += f" e.g. {r['error_samples'][0][:120]}" if r.get("error_samples") else ""
         if r.get("client_cpu_pct", 0) > 90:
-            note += " (load generator near 100 % CPU)"
+            note += " (Python load generator near 100 % CPU)"
+        if r.get("wrk_status", "ok") != "ok":
+            note += f" wrk: {r['wrk_status']}"
         rows.append(
             f"| {r['server']} | {r['model']} | {r['run']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 1)} "
             f"| {fmt(r['p90_ms'], 1)} | {fmt(r['p99_ms'], 1)} | {r['errors']} "
             f"| {fmt(r['server_cpu_ms_per_req'], 2)} | {fmt(r['client_cpu_pct'])} "
+            f"| {fmt(r.get('wrk_rps'))} | {_pcts(r)} | {fmt(r.get('wrk_errors'))} "
+            f"| {fmt(r.get('wrk_cpu_ms_per_req'), 3)} | {fmt(r.get('wrk_own_cpu_pct'))} "
             f"| {fmt(r['idle_rss_mb'])} | {fmt(r['idle_pss_mb'])} | {fmt(r['ready_s'], 1)} "
             f"| {note.strip()} |")
     return "\n".join(rows)
+
+
+def _pcts(r: dict) -> str:
+    if r.get("wrk_p50_ms") is None:
+        return "–"
+    return f"{r['wrk_p50_ms']:.2f} / {r['wrk_p95_ms']:.2f} / {r['wrk_p99_ms']:.2f}"
 
 
 def _rng(vals, nd=0):
@@ -258,25 +335,60 @@ def _rng(vals, nd=0):
         f"{fmt(float(lo), nd)}–{fmt(float(hi), nd)}"
 
 
-def summary(results: list[dict]) -> str:
-    """One line per server and model: the range over its runs (compare like PEERS.md does)."""
-    rows = ["| server | model | req/s | p99 ms | server CPU ms/req | idle PSS MB | ready after s "
-            "| errors |", "|" + "---|" * 8]
+def _groups(results: list[dict]) -> dict[tuple, list[dict]]:
     seen: dict[tuple, list[dict]] = {}
     for r in results:
         seen.setdefault((r["server"], r["model"]), []).append(r)
-    for (srv, model), rs in seen.items():
+    return seen
+
+
+def summary(results: list[dict]) -> str:
+    """One line per server and model: the range over its runs (compare like PEERS.md does)."""
+    rows = ["| server | model | req/s (Python gen.) | p99 ms | server CPU ms/req | req/s (wrk) "
+            "| wrk p50 ms | wrk p95 ms | wrk p99 ms | wrk: server CPU ms/req | idle PSS MB "
+            "| ready after s | errors |", "|" + "---|" * 13]
+    for (srv, model), rs in _groups(results).items():
         ok = [r for r in rs if r["status"] not in ("failed", "skipped")]
         if not ok:
             why = rs[-1].get("reason", "")[:160]
-            rows.append(f"| {srv} | {model} | – | – | – | – | – | {rs[-1]['status']}: {why} |")
+            rows.append(f"| {srv} | {model} | " + " | ".join(["–"] * 10)
+                        + f" | {rs[-1]['status']}: {why} |")
             continue
+        errors = sum(r["errors"] + r.get("wrk_errors", 0) for r in ok)
         rows.append(f"| {srv} | {model} | {_rng([r['rps'] for r in ok])} "
                     f"| {_rng([r['p99_ms'] for r in ok])} "
                     f"| {_rng([r['server_cpu_ms_per_req'] for r in ok], 2)} "
+                    f"| {_rng([r.get('wrk_rps') for r in ok])} "
+                    f"| {_rng([r.get('wrk_p50_ms') for r in ok], 2)} "
+                    f"| {_rng([r.get('wrk_p95_ms') for r in ok], 2)} "
+                    f"| {_rng([r.get('wrk_p99_ms') for r in ok], 2)} "
+                    f"| {_rng([r.get('wrk_cpu_ms_per_req') for r in ok], 3)} "
                     f"| {_rng([r['idle_pss_mb'] for r in ok])} | {_rng([r['ready_s'] for r in ok], 1)} "
-                    f"| {sum(r['errors'] for r in ok)} |")
+                    f"| {errors} |")
     return "\n".join(rows)
+
+
+def ratios(results: list[dict]) -> str:
+    """brickwork's req/s over each other server's, per model and generator, from this run: the
+    median of brickwork's runs over the median of the other's (runs were interleaved)."""
+    import statistics
+
+    groups = _groups(results)
+    lines = []
+    for key, label in (("rps", "Python generator"), ("wrk_rps", "wrk")):
+        for (srv, model), rs in groups.items():
+            if srv == "brickwork":
+                continue
+            mine = [r.get(key) for r in groups.get(("brickwork", model), []) if r.get(key)]
+            theirs = [r.get(key) for r in rs if r.get(key)]
+            if mine and theirs:
+                ratio = statistics.median(mine) / statistics.median(theirs)
+                lines.append(f"| {model} | {label} | brickwork / {srv} | **{ratio:.2f}×** "
+                             f"| {statistics.median(mine):,.0f} / {statistics.median(theirs):,.0f} |")
+    if not lines:
+        return ""
+    return ("| model | generator | ratio | req/s (medians) |\n|---|---|---|---|\n"
+            + "\n".join(lines))
 
 
 def generator_note(results: list[dict]) -> str:
@@ -320,6 +432,16 @@ def main() -> int:
         if m not in models.OUT_DIM:
             sys.exit(f"unknown model {m!r}; known: {', '.join(models.OUT_DIM)}")
 
+    a.gens = [g.strip() for g in a.generators.split(",") if g.strip()]
+    a.wrk = None
+    if "wrk" in a.gens:
+        a.wrk = find_wrk()
+        if a.wrk is None:
+            log("[bench] wrk not found (Debian: apt-get install wrk): Python generator only")
+            a.gens.remove("wrk")
+    if "python" not in a.gens:
+        # the Python phase is what checks every answer; keep it, short, before wrk
+        a.requests = min(a.requests, 500)
     cache = models.build()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rundir = HERE / "runs" / stamp
@@ -328,46 +450,56 @@ def main() -> int:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": platform.node(),
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "loadavg_start": os.getloadavg(), "args": vars(a), "event_loop": loop_kind,
-            "subreaper": subreaper, "versions": {}}
+            "subreaper": subreaper, "versions": {},
+            "wrk": (subprocess.run([a.wrk, "-v"], capture_output=True, text=True).stdout.strip()
+                    .splitlines() or [""])[0] if a.wrk else None}
     results: list[dict] = []
     env_state: dict[str, tuple[bool, str]] = {}
     log(f"[bench] results and server logs in {rundir}")
-    try:
-        for model in model_list:
-            expected = models.reference(model, pool_x).astype(np.float32)
-            for s in servers:
-                peer = PEERS[s]
-                if model not in peer.models or peer.skip_reason(model):
-                    why = peer.skip_reason(model) or f"{s} does not serve {model}"
-                    log(f"[bench] {s}/{model}: skipped: {why}")
-                    results.append({"server": s, "model": model, "status": "skipped",
-                                    "reason": why})
+    expected = {m: models.reference(m, pool_x).astype(np.float32) for m in model_list}
+    configs = []
+    for model in model_list:
+        for s in servers:
+            peer = PEERS[s]
+            if model not in peer.models or peer.skip_reason(model):
+                why = peer.skip_reason(model) or f"{s} does not serve {model}"
+                log(f"[bench] {s}/{model}: skipped: {why}")
+                results.append({"server": s, "model": model, "status": "skipped", "reason": why})
+                continue
+            if peer.venv:
+                if peer.venv not in env_state:
+                    log(f"[bench] {s}: preparing venv .venvs/{peer.venv}")
+                    env_state[peer.venv] = envs.ensure(peer.venv, log=log)
+                    if env_state[peer.venv][0]:
+                        meta["versions"][s] = envs.versions(peer.venv, peer.dists)
+                ok, why = env_state[peer.venv]
+                if not ok:
+                    results.append({"server": s, "model": model, "status": "failed",
+                                    "reason": f"install: {why}"})
                     continue
-                if peer.venv:
-                    if peer.venv not in env_state:
-                        log(f"[bench] {s}: preparing venv .venvs/{peer.venv}")
-                        env_state[peer.venv] = envs.ensure(peer.venv, log=log)
-                        if env_state[peer.venv][0]:
-                            meta["versions"][s] = envs.versions(peer.venv, peer.dists)
-                    ok, why = env_state[peer.venv]
-                    if not ok:
-                        results.append({"server": s, "model": model, "status": "failed",
-                                        "reason": f"install: {why}"})
-                        continue
-                for i in range(1, a.runs + 1):
-                    log(f"[bench] {s}/{model} run {i}: starting")
-                    r = run_one(peer, model, i, a, cache, rundir / f"{s}-{model}-{i}",
-                                expected, pool_x, log)
-                    results.append(r)
-                    if r["status"] == "failed":
-                        log(f"[bench] {s}/{model} run {i}: FAILED: {r['reason']}")
-                    else:
-                        log(f"[bench] {s}/{model} run {i}: {r['rps']:.0f} req/s, "
-                            f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, "
-                            f"cpu {r['server_cpu_ms_per_req']:.2f} ms/req, "
-                            f"PSS {r['idle_pss_mb']:.0f} MB, ready {r['ready_s']:.1f}s, "
-                            f"load-gen CPU {r['client_cpu_pct']:.0f}%")
-                    time.sleep(1.0)
+            configs.append((peer, model))
+    try:
+        # interleaved: run 1 of every config, then run 2, ... so a busy spell of the shared
+        # host spreads over all servers instead of landing on one
+        for i in range(1, a.runs + 1):
+            for peer, model in configs:
+                s = peer.name
+                log(f"[bench] {s}/{model} run {i}: starting")
+                r = run_one(peer, model, i, a, cache, rundir / f"{s}-{model}-{i}",
+                            expected[model], pool_x, log)
+                results.append(r)
+                if r["status"] == "failed":
+                    log(f"[bench] {s}/{model} run {i}: FAILED: {r['reason']}")
+                else:
+                    log(f"[bench] {s}/{model} run {i}: {r['rps']:.0f} req/s, "
+                        f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, "
+                        f"cpu {r['server_cpu_ms_per_req']:.2f} ms/req, "
+                        f"PSS {r['idle_pss_mb']:.0f} MB, ready {r['ready_s']:.1f}s, "
+                        f"load-gen CPU {r['client_cpu_pct']:.0f}%"
+                        + (f"; wrk {r['wrk_rps']:.0f} req/s, p50/p99 {r['wrk_p50_ms']:.2f}/"
+                           f"{r['wrk_p99_ms']:.2f} ms, cpu {r['wrk_cpu_ms_per_req']:.3f} ms/req"
+                           if "wrk_rps" in r else ""))
+                time.sleep(1.0)
     except KeyboardInterrupt:
         log("[bench] interrupted: stopping servers")
         stop_all(None)
@@ -381,11 +513,13 @@ def main() -> int:
           f"warm-up, {a.concurrency} closed-loop clients, load avg at start "
           f"{meta['loadavg_start'][0]:.2f}\n")
     sm = summary(results)
+    rt = ratios(results)
     gen = generator_note(results)
     meta["generator_note"] = gen
-    print(sm + "\n\n" + gen + "\n\nEvery run:\n\n" + md)
+    text = sm + "\n\nRatios (this run):\n\n" + rt + "\n\n" + gen + "\n\nEvery run:\n\n" + md
+    print(text)
     (rundir / "results.json").write_text(json.dumps(out, indent=1))
-    (rundir / "results.md").write_text(sm + "\n\n" + gen + "\n\n" + md + "\n")
+    (rundir / "results.md").write_text(text + "\n")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
     log(f"[bench] wrote {rundir / 'results.json'}" + (f" and {a.json}" if a.json else ""))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 
 import brickwork as bw
+
+HERE = Path(__file__).resolve().parent  # this folder: scorer.onnx is here, whatever the cwd
 
 POSITIVE = {"love", "great", "good", "excellent", "happy", "wonderful", "like", "best"}
 NEGATIVE = {"hate", "terrible", "bad", "awful", "sad", "worst", "poor", "horrible"}

@@ -34,6 +34,7 @@ from .graph import (
     Plan,
     Step,
     brick,
+    cast,
     ensemble,
     fallback,
     function,
@@ -68,6 +69,6 @@ __all__ = [
     "InterfaceMismatch", "InvalidInput", "ModelError", "Node", "NotFound", "Overloaded",
     "PayloadTooLarge", "Pipeline", "Plan", "RequestError", "Signature", "SpecError",
     "StageOptions", "Step", "Tensor", "TensorSpec", "Unauthorized", "UpstreamError",
-    "WorkerCrashed", "__version__", "brick", "ensemble", "fallback", "function", "graph",
+    "WorkerCrashed", "__version__", "brick", "cast", "ensemble", "fallback", "function", "graph",
     "group", "http", "onnx", "optimize", "parallel", "sklearn", "switch", "torch", "transformers",
 ]

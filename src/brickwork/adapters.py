@@ -70,8 +70,9 @@ def fit(src: TensorSpec, dst: TensorSpec) -> tuple[Adapter, ...] | str:
         if (src.dtype, dst.dtype) not in LOSSLESS_CASTS:
             lossy = "BYTES" not in (src.dtype, dst.dtype)
             hint = (
-                f"insert a cast brick (bw.cast({dst.name!r}, {dst.dtype!r})) if losing "
-                "precision is acceptable"
+                f"insert a cast brick before it if losing precision is acceptable: "
+                f"bw.cast({{{src.name!r}: {dst.dtype!r}}}) in Python, "
+                f"{{cast: {{{src.name}: {dst.dtype}}}}} in YAML (values that do not fit are refused)"
                 if lossy
                 else "insert a brick that decodes or encodes the text"
             )

@@ -24,7 +24,12 @@ How a batch is formed (``take``):
 When a batch is due (``due_in`` returns 0): the limit is reached; or the items reach one of
 ``preferred_batch_sizes`` (the batch is then cut at the largest preferred size reached);
 or ``max_delay_s`` is None (a batch is whatever is queued when a replica is free); or the
-oldest request has waited ``max_delay_s``.
+oldest request has waited ``max_delay_s``; or **no other request is on its way** to the stage
+(``coming=0``: the stage's caller knows how many requests in flight have not reached it yet).
+Waiting is for company: when nobody else can join, a batch that waited would only be late, so
+one caller through a chain of batched stages pays no ``max_delay_s`` at any of them, while
+under load (requests on their way) batches still fill. ``coming=None`` (unknown) waits as
+configured.
 
 Latency-target mode (``target_latency_s``, the Clipper idea, per stage): the limit is the largest
 batch whose measured compute time fits in half the target (the other half covers waiting behind
@@ -87,6 +92,7 @@ class Pending:
     alone: bool = False
     attempts: int = 0
     waiter: Any = None
+    trace: Any = None  # the request's OpenTelemetry context, only while tracing is on
 
     def abandoned(self) -> bool:
         return self.waiter is not None and self.waiter.done()
@@ -275,8 +281,9 @@ class BatchQueue:
                 break
         return chosen, expired, preferred_cut
 
-    def due_in(self, now: float | None = None) -> float | None:
-        """Seconds until ``take`` would hand out a batch: 0 = now, None = nothing queued."""
+    def due_in(self, now: float | None = None, *, coming: int | None = None) -> float | None:
+        """Seconds until ``take`` would hand out a batch: 0 = now, None = nothing queued.
+        ``coming``: how many more requests may still join (None: unknown)."""
         if not self._queue:
             return None
         now = self.clock() if now is None else now
@@ -284,21 +291,25 @@ class BatchQueue:
         chosen, expired, preferred_cut = self._plan(now, limit)
         if not chosen:
             return 0.0 if expired else None
-        return self._wait_s(chosen, preferred_cut, now, limit)
+        return self._wait_s(chosen, preferred_cut, now, limit, coming)
 
-    def _wait_s(self, chosen: list[Pending], preferred_cut: int, now: float, limit: int) -> float:
+    def _wait_s(self, chosen: list[Pending], preferred_cut: int, now: float, limit: int,
+                coming: int | None) -> float:
         head = chosen[0]
         if head.alone or head.key is None or preferred_cut or sum(r.rows for r in chosen) >= limit:
             return 0.0
         delay = self._delay_s(limit)
-        if delay is None:
+        if delay is None or coming == 0:
             return 0.0
         return max(head.enqueued + delay - now, 0.0)
 
-    def take(self, now: float | None = None, *, full_only: bool = False) -> Batch:
+    def take(self, now: float | None = None, *, full_only: bool = False,
+             coming: int | None = None) -> Batch:
         """Remove and return the batch that is due now (empty ``requests`` when none is due
         yet), plus every expired or abandoned request met on the way. ``full_only``: hand
-        out only a batch that reached the limit (to queue it behind a running one)."""
+        out only a batch that reached the limit (to queue it behind a running one).
+        ``coming``: how many more requests may still join; 0 = nobody, so a batch is due now
+        (None: unknown, wait as configured)."""
         now = self.clock() if now is None else now
         batch = Batch()
         if not self._queue:
@@ -309,8 +320,9 @@ class BatchQueue:
         rows = sum(r.rows for r in chosen)
         if full_only and rows < limit and not (chosen and (chosen[0].alone or chosen[0].key is None)):
             chosen = []
-        if chosen and self._wait_s(chosen, preferred_cut, now, limit) == 0.0:
-            if preferred_cut and rows < limit and not self._timed_out(chosen[0], now, limit):
+        if chosen and self._wait_s(chosen, preferred_cut, now, limit, coming) == 0.0:
+            if (preferred_cut and rows < limit and coming != 0
+                    and not self._timed_out(chosen[0], now, limit)):
                 chosen = chosen[:preferred_cut]
             batch.requests = chosen
         taken = batch.requests

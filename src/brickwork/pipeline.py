@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from . import faults
 from .engine import Backend, Executor, InferResult, LocalBackend, bottleneck, stream_plan
 from .errors import ConfigError
 from .plan import Plan
@@ -23,12 +24,8 @@ __all__ = ["Pipeline"]
 
 def _guard(runner: Any, plan: Plan) -> Any:
     """Apply the stage's fault policy (timeout, retries, breaker) around the backend's runner;
-    a stage with the default policy runs bare (nothing to add on the hot path)."""
-    from .options import FaultPolicy
-    from .resilience import GuardedStage
-
-    policy = plan.stages[runner.name].policy
-    return runner if policy == FaultPolicy() else GuardedStage(runner, policy)
+    a stage whose policy adds nothing runs bare (nothing on the hot path)."""
+    return faults.guard(runner, plan.stages[runner.name].policy)
 
 
 def _backend(name: str | Backend) -> Backend:
@@ -40,9 +37,10 @@ def _backend(name: str | Backend) -> Backend:
         from .engine import ProcessBackend
 
         return ProcessBackend()
-    if name == "ray":
-        raise ConfigError("the ray backend is not available in this version; use 'local' or 'process' "
-                          "(each stage's worker kind still picks inline, thread or process replicas)")
+    if name == "ray":  # a private local Ray instance; RayBackend(address=...) joins a cluster
+        from .cluster import RayBackend
+
+        return RayBackend()
     raise ConfigError(f"unknown backend {name!r}; use 'local', 'process' or 'ray'")
 
 
@@ -57,6 +55,9 @@ class Pipeline:
     def __init__(self, plan: Plan, *, backend: str | Backend = "local") -> None:
         self.plan = plan
         self._backend = _backend(backend)
+        check = getattr(self._backend, "check", None)
+        if callable(check):  # refuse what this backend cannot run now, not at start
+            check(plan)
         self._executor: Executor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -261,6 +262,30 @@ class Pipeline:
 
     def ready(self) -> bool:
         return not self.unready()
+
+    def unlive(self) -> list[str]:
+        """Why this process should be restarted (empty: it is live): a stage that has had no
+        live worker for longer than its policy's ``max_down_s`` while supervision kept failing
+        to respawn it. A pipeline not started yet is live (it is starting, not stuck)."""
+        ex = self._executor
+        if ex is None:
+            return []
+        return faults.unlive(self.plan, lambda name: getattr(getattr(ex.stages[name], "inner", ex.stages[name]),
+                                                             "replicas", ()))
+
+    def release(self) -> None:
+        """Unload every brick this process loaded outside a start (``compile()`` loads some to
+        read their signatures: an ONNX Runtime session, say), so that no framework runtime
+        holds threads here. The server calls it before it forks its workers: a session
+        inherited through ``fork()`` deadlocks when the child closes it (its threads stayed in
+        the parent). Bricks load again in ``start()``. Refused once started."""
+        if self._executor is not None or self._starting is not None:
+            raise RuntimeError(f"pipeline {self.name!r} is running; release() is for before start()")
+        for stage in self.plan.stages.values():
+            stage.brick.close()
+        import gc
+
+        gc.collect()  # sessions are freed (and their threads joined) now, not at some later GC
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r} {self.plan.signature}>"

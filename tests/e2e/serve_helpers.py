@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,13 +108,18 @@ def _read_line(proc: subprocess.Popen[str], deadline: float) -> str | None:
             return None
 
 
-def start(files: list[Path], *args: str, cwd: Path, timeout_s: float = 60.0) -> Served:
+FRONTS = ("native", "uvicorn")  # the HTTP fronts `brickwork serve --http` offers
+
+
+def start(files: list[Path], *args: str, cwd: Path, timeout_s: float = 60.0,
+          env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None) -> Served:
     cmd = [sys.executable, "-c", "import sys; from brickwork.cli import main; sys.exit(main())",
            "serve", *map(str, files), "--port", "0", *args]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
-    env.pop("BRICKWORK_API_KEY", None)
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+    full_env.pop("BRICKWORK_API_KEY", None)
+    full_env.update(env or {})
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+                            env=full_env, start_new_session=True, preexec_fn=preexec_fn)
     deadline = time.monotonic() + timeout_s
     output: list[str] = []
     url = None
@@ -147,8 +152,9 @@ def stop(proc: subprocess.Popen[str], timeout_s: float = 15.0) -> int:
 
 
 @contextmanager
-def served(files: list[Path], *args: str, cwd: Path) -> Iterator[Served]:
-    s = start(files, *args, cwd=cwd)
+def served(files: list[Path], *args: str, cwd: Path, env: dict[str, str] | None = None,
+           preexec_fn: Callable[[], None] | None = None) -> Iterator[Served]:
+    s = start(files, *args, cwd=cwd, env=env, preexec_fn=preexec_fn)
     try:
         yield s
     finally:

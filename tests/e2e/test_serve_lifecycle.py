@@ -10,12 +10,13 @@ import time
 import httpx
 import orjson
 import pytest
-from tests.e2e.serve_helpers import start, stop, write_models
+from tests.e2e.serve_helpers import FRONTS, start, stop, write_models
 
 
-def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path):
+@pytest.mark.parametrize("front", FRONTS)
+def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path, front):
     files = write_models(tmp_path)
-    s = start(files, cwd=tmp_path)
+    s = start(files, "--http", front, cwd=tmp_path)
     try:
         body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
                                          "data": [504, 1, 1, 1]}]})  # the model takes 1 s

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from tests.e2e.serve_helpers import served, write_models
+from tests.e2e.serve_helpers import FRONTS, served, write_models
 
 EXTRA_PY = '''
 import brickwork as bw
@@ -55,15 +55,15 @@ graph: primary
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=FRONTS)
+def server(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("protocol")
     files = write_models(folder)
     (folder / "extra.py").write_text(EXTRA_PY)
     for name, text in {"pair": PAIR_YAML, "slow": SLOW_YAML, "ladder": LADDER_YAML}.items():
         (folder / f"{name}.yaml").write_text(text)
         files.append(folder / f"{name}.yaml")
-    with served(files, cwd=folder) as s, httpx.Client(base_url=s.url, timeout=30.0) as http:
+    with served(files, "--http", request.param, cwd=folder) as s, httpx.Client(base_url=s.url, timeout=30.0) as http:
         yield http
 
 
@@ -298,8 +298,3 @@ def test_backend_flag_picks_where_the_bricks_run(tmp_path, backend):
             parent = open(f"/proc/{ran_in}/stat").read().rsplit(")", 1)[1].split()[1]
             assert ran_in != s.proc.pid and int(parent) == s.proc.pid
 
-
-def test_the_ray_backend_is_refused_with_a_message(tmp_path):
-    files = write_models(tmp_path)
-    with pytest.raises(RuntimeError, match="ray backend is not available"):
-        served(files[:1], "--backend", "ray", cwd=tmp_path).__enter__()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.e2e.serve_helpers import served, write_models
+from tests.e2e.serve_helpers import FRONTS, served, write_models
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def triton(tmp_path_factory):
+@pytest.fixture(scope="module", params=FRONTS)
+def triton(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("triton")
-    with served(write_models(folder), cwd=folder) as s:
+    with served(write_models(folder), "--http", request.param, cwd=folder) as s:
         client = httpclient.InferenceServerClient(url=s.url.removeprefix("http://"))
         yield client
         client.close()

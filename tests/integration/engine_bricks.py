@@ -81,3 +81,12 @@ class DeviceBrick(bw.BaseBrick):
 
 # registered here, in the engine's process only: the worker learns the kind from WorkerStart
 register_kind("test-device", f"{__name__}:DeviceBrick")
+
+
+def wide(x: float) -> Annotated[np.ndarray, bw.Tensor("FP64", ())]:
+    """FP64 out: a consumer of FP32 needs a cast brick."""
+    return np.float64(x)
+
+
+def narrow(y: Annotated[np.ndarray, bw.Tensor("FP32", ())]) -> float:
+    return float(y) * 2

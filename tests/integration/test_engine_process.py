@@ -229,3 +229,15 @@ def test_a_worker_keeps_at_most_four_arena_maps_dropping_the_least_recently_used
         for a in arenas:
             a.release()
     assert not ours()
+
+
+def test_a_cast_brick_runs_in_a_worker_process_rebuilt_from_its_recipe() -> None:
+    """bw.cast learns its input spec at compile; a worker process rebuilds it from spec()."""
+    graph = (bw.function(eb.wide, outputs="y") >> bw.cast({"y": "FP32"}, worker="process")
+             >> bw.function(eb.narrow))
+    with graph.compile() as pipeline:
+        assert pipeline.plan.stages["cast_y"].worker == "process"
+        assert pipeline.infer({"x": [1.5, 2.0]})["narrow"].tolist() == [3.0, 4.0]
+        with pytest.raises(bw.InvalidInput, match="FP32 cannot hold"):
+            pipeline.infer({"x": [1e300]})
+        assert pipeline.infer({"x": [0.5]})["narrow"].tolist() == [1.0]  # the worker survived

@@ -90,13 +90,15 @@ def test_the_rung_that_answered_is_in_the_response(server):
 
 
 def test_struct_sizes_in_bytes_inputs(server):
-    # a BYTES binary tensor whose element claims more bytes than were sent
+    # a BYTES binary tensor whose element claims more bytes than were sent, to a model that
+    # takes FP64: refused on the datatype before its bytes are looked at (the lying length
+    # itself: tests/unit/test_protocol_tensors.py)
     header = orjson.dumps({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1],
                                        "parameters": {"binary_data_size": 6}}]})
     body = header + struct.pack("<I", 100) + b"ab"
     r = httpx.post(server.url + "/v2/models/double/infer", content=body,
                    headers={"Inference-Header-Content-Length": str(len(header))})
-    assert r.status_code == 400 and "claims 100 bytes" in r.json()["error"]
+    assert r.status_code == 400 and "expected datatype FP64" in r.json()["error"]
 
 
 def test_unknown_paths_and_server_metadata(server):

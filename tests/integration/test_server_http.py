@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+from typing import Annotated
 
+import numpy as np
 import orjson
 import pytest
 
@@ -172,6 +175,8 @@ def test_requests_still_running_when_the_drain_times_out_are_cancelled_not_left_
             assert time.monotonic() < deadline, "the requests never reached the server"
             time.sleep(0.01)
         time.sleep(0.1)  # both are in the brick now
+        # hang up with a reset: a plain close (FIN) is a half-close, whose request is answered
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     deadline = time.monotonic() + 5
     while not srv.orphans:  # the hung-up client's request is still being answered
         assert time.monotonic() < deadline, "the request of the client that left was not tracked"
@@ -184,3 +189,35 @@ def test_requests_still_running_when_the_drain_times_out_are_cancelled_not_left_
     assert not srv.orphans
     assert waiting.recv(65536) == b""  # aborted, never answered
     waiting.close()
+
+
+Vec4 = Annotated[np.ndarray, bw.Tensor("FP32", (4,))]
+
+
+def vdouble(x: Vec4) -> Vec4:
+    return x * 2
+
+
+@pytest.mark.parametrize("binary, compressed", [(True, False), (False, False), (True, True)])
+def test_large_requests_and_responses_are_coded_off_the_loop_and_still_right(binary, compressed):
+    """Bodies of 1 MiB and more are decoded, and large responses encoded, on a helper thread."""
+    import gzip
+
+    from brickwork.client import Client
+
+    pipe = bw.function(vdouble, outputs="y", batch=True).compile(name="vd")
+    x = np.arange(400_000, dtype=np.float32).reshape(-1, 4)  # 1.6 MB binary, ~4 MB JSON
+    with ServerThread(pipe) as s:
+        if not compressed:
+            with Client(s.url) as client:
+                out = client.infer("vd", {"x": x}, binary=binary)
+            assert np.array_equal(out["y"], x * 2)
+        else:
+            body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                                             "data": x.reshape(-1)}]}, option=orjson.OPT_SERIALIZE_NUMPY)
+            import httpx
+
+            r = httpx.post(s.url + "/v2/models/vd/infer", content=gzip.compress(body),
+                           headers={"Content-Encoding": "gzip"}, timeout=60)
+            assert r.status_code == 200 and r.json()["outputs"][0]["data"][:3] == [0.0, 2.0, 4.0]
+        assert s.app._decoders is not None  # the helper threads did the work

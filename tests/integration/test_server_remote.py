@@ -190,3 +190,27 @@ def test_http_brick_config_is_checked_up_front():
     assert isinstance(HttpBrick.from_config({"http": "http://x", "model": "m", "inputs": TEXT_IN,
                                              "outputs": TEXT_IN}, None, "b"),  # type: ignore[arg-type]
                       RemoteV2Brick)
+
+
+def test_v2_brick_with_its_upstream_down_says_that_declaring_ports_removes_the_need(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    yaml_path = tmp_path / "p.yaml"
+    yaml_path.write_text(f"name: p\nbricks:\n  remote: {{v2: '{url}', model: calc}}\ngraph: remote\n")
+    from brickwork.graph import load_graph
+
+    with pytest.raises(bw.BrickworkError) as info:
+        load_graph(yaml_path).compile()
+    msg = str(info.value)
+    assert "cannot read its metadata" in msg and "declare inputs and outputs on the brick" in msg
+    with pytest.raises(bw.BrickworkError, match="declare outputs on the brick"):
+        RemoteV2Brick(url, model="calc", inputs=[bw.TensorSpec("x", "FP32", (-1, 4))], call_timeout_s=2.0).load()
+    declared = RemoteV2Brick(url, model="calc", inputs=[bw.TensorSpec("x", "FP32", (-1, 4))],
+                             outputs=[bw.TensorSpec("y", "FP32", (-1, 4))], call_timeout_s=2.0)
+    with bw.brick(declared).compile() as pipeline:  # starts although the upstream is down
+        with pytest.raises(UpstreamError):
+            pipeline.infer({"x": np.zeros((1, 4), dtype=np.float32)})

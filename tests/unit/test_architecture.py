@@ -141,3 +141,13 @@ def test_cli_registry_fails_loudly_on_a_missing_verb_module(monkeypatch):
     monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "no_such_verb"))
     with pytest.raises(ModuleNotFoundError, match="no_such_verb"):
         cli.build_parser()
+
+
+def test_faults_sits_below_the_engine():
+    """The engine (executor, stages, process replicas) calls into faults; faults states what it
+    needs of them as Protocols and never imports them back."""
+    above = ("brickwork.engine", "brickwork.pipeline", "brickwork.server", "brickwork.graph",
+             "brickwork.bricks", "brickwork.cli", "brickwork.client")
+    offenders = sorted(f"{n} imports {m}" for n, edges in import_graph().items()
+                       if _component(n) == "brickwork.faults" for m in edges if _component(m) in above)
+    assert not offenders, "\n".join(offenders)

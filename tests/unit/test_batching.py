@@ -293,3 +293,65 @@ def test_batch_key_refuses_tensors_that_disagree_on_axis_0() -> None:
     assert batch_key({"a": np.zeros((2, 3)), "b": np.zeros((3,))}) is None
     assert batch_key({"a": np.zeros(())}) is None
     assert batch_key({"a": np.zeros((2, 3))}) == batch_key({"a": np.ones((5, 3))})
+
+
+# -- waiting is for company: with nobody on the way, a free replica takes what is queued ------
+def test_a_lone_request_with_nobody_coming_is_due_at_once() -> None:
+    clock = Clock()
+    q = queue(clock, max_batch_size=32, max_delay_s=0.5)
+    q.put(req(clock))
+    assert q.due_in(coming=0) == 0.0
+    assert len(q.take(coming=0).requests) == 1
+
+
+def test_a_partial_batch_waits_while_requests_are_on_their_way() -> None:
+    clock = Clock()
+    q = queue(clock, max_batch_size=8, max_delay_s=0.010)
+    for _ in range(3):
+        q.put(req(clock))
+    assert q.due_in(coming=5) == pytest.approx(0.010)
+    assert q.take(coming=5).requests == []
+    clock.advance(0.004)
+    assert q.due_in(coming=2) == pytest.approx(0.006)
+    # the last of them arrived: nobody else can join, so the batch goes now, not at 10 ms
+    for _ in range(2):
+        q.put(req(clock))
+    assert q.due_in(coming=0) == 0.0
+    assert q.take(coming=0).rows == 5
+    assert len(q) == 0
+
+
+def test_the_delay_still_bounds_the_wait_when_company_never_comes() -> None:
+    clock = Clock()
+    q = queue(clock, max_batch_size=8, max_delay_s=0.010)
+    q.put(req(clock))
+    clock.advance(0.010)
+    assert q.due_in(coming=3) == 0.0
+    assert q.take(coming=3).rows == 1
+
+
+def test_unknown_traffic_waits_as_configured() -> None:
+    clock = Clock()
+    q = queue(clock, max_batch_size=8, max_delay_s=0.010)
+    q.put(req(clock))
+    assert q.due_in(coming=None) == pytest.approx(0.010)
+    assert q.take().requests == []
+
+
+def test_with_nobody_coming_a_batch_is_not_cut_at_a_preferred_size() -> None:
+    clock = Clock()
+    q = queue(clock, max_batch_size=8, max_delay_s=1.0, preferred_batch_sizes=(2,))
+    for _ in range(3):
+        q.put(req(clock))
+    assert q.take(coming=4).rows == 2  # company may come: send the preferred size, keep one
+    q.put(req(clock))
+    q.put(req(clock))
+    assert q.take(coming=0).rows == 3  # nobody comes: everything queued goes now
+
+
+def test_full_only_still_holds_back_a_partial_batch_behind_a_busy_replica() -> None:
+    clock = Clock()
+    q = queue(clock, max_batch_size=4, max_delay_s=0.010)
+    q.put(req(clock))
+    assert q.take(full_only=True, coming=0).requests == []
+    assert len(q) == 1

@@ -169,3 +169,16 @@ def test_sklearn_in_a_pipeline_after_a_python_brick(clf: LogisticRegression) -> 
         out = pipeline.infer({"raw": X[:8].astype(np.float32)})
     assert [a.kind for _, b in pipeline.plan.adapters for a in b.adapters] == ["cast"]
     assert out["label"].tolist() == clf.predict(X[:8].astype(np.float32) / 2.0).tolist()
+
+
+def test_the_factory_takes_onnx_options_as_yaml_does(clf: LogisticRegression) -> None:
+    """bw.sklearn(..., onnx_options=) was refused although YAML accepted onnx_options; they
+    configure the converted model's session and travel in the recipe (worker processes)."""
+    pytest.importorskip("skl2onnx")
+    node = bw.sklearn(clf, to_onnx=True, onnx_options={"intra_op_threads": 1}, name="lr")
+    assert node.brick._onnx.intra_op_threads == 1
+    config = node.brick.spec().config
+    assert config["onnx_options"] == {"intra_op_threads": 1}
+    rebuilt = brick_from_spec(node.brick.spec())
+    assert rebuilt._onnx.intra_op_threads == 1
+    assert rebuilt({"features": X[:3].astype(np.float32)})["label"].tolist() == clf.predict(X[:3]).tolist()

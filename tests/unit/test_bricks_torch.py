@@ -166,3 +166,9 @@ def test_torch_in_a_pipeline() -> None:
         x = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
         out = pipeline.infer({"x": x, "bias": [0.0] * 6})
     assert out["tens"].tolist() == (_expected(module, x, np.zeros(6, np.float32)).argmax(1) * 10).tolist()
+
+
+def test_a_port_declared_without_a_datatype_is_refused() -> None:
+    """A bare name became FP64 silently (a module has no hints to take the type from)."""
+    with pytest.raises(bw.ConfigError, match="'y' is declared without a datatype"):
+        TorchBrick(torch.nn.Identity(), inputs={"x": "FP32"}, outputs=["y"])

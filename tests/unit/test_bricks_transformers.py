@@ -82,11 +82,11 @@ def test_empty_batch(tiny_bert: Path) -> None:
 def test_never_a_hub_download(tmp_path: Path) -> None:
     with pytest.raises(bw.ConfigError, match="needs a local model directory.*not downloaded"):
         TransformersBrick("bert-base-uncased", task="text-classification")
-    with pytest.raises(bw.ConfigError, match="no readable config.json"):
+    with pytest.raises(bw.ConfigError, match="is missing config.json"):
         TransformersBrick(tmp_path, task="feature-extraction")
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(bw.ConfigError, match="cannot load a text-classification model"):
-        TransformersBrick(tmp_path, task="text-classification").load()
+    (tmp_path / "config.json").write_text("{}")  # was accepted, then failed at load
+    with pytest.raises(bw.ConfigError, match="is missing the weights .*; the tokenizer files"):
+        TransformersBrick(tmp_path, task="text-classification")
 
 
 def test_bad_task_and_bad_text(tiny_bert: Path) -> None:
@@ -127,3 +127,50 @@ def test_in_a_pipeline(tiny_bert: Path) -> None:
         out = pipeline.infer({"text": TEXTS})
     direct = TransformersBrick(tiny_bert, task="text-classification")({"text": np.array(TEXTS, dtype=object)})
     assert out["reply"].tolist() == [f"{lab.lower()}:{s:.2f}" for lab, s in zip(direct["label"], direct["score"])]
+
+
+def test_the_factory_takes_max_length_as_yaml_does(tiny_bert: Path) -> None:
+    """bw.transformers(..., max_length=) was refused although YAML accepted max_length."""
+    node = bw.transformers(tiny_bert, task="feature-extraction", max_length=4, name="emb")
+    assert node.brick.max_length == 4
+    long = " ".join(WORDS * 10)  # too long for the model without truncation
+    with node.compile() as pipeline:
+        assert pipeline.infer({"text": [long]})["embedding"].shape == (1, HIDDEN)
+def copy_without(src: Path, dest: Path, *drop: str) -> Path:
+    import shutil
+
+    shutil.copytree(src, dest)
+    for name in drop:
+        (dest / name).unlink()
+    return dest
+
+
+def test_an_empty_folder_fails_validate_naming_everything_missing(tmp_path):
+    from brickwork.cli import main
+
+    (tmp_path / "model").mkdir()
+    yaml_path = tmp_path / "p.yaml"
+    yaml_path.write_text("name: p\nbricks:\n  clf: {transformers: model, task: text-classification}\ngraph: clf\n")
+    with pytest.raises(bw.ConfigError) as info:
+        bw.graph(bw.transformers(tmp_path / "model", task="text-classification"))
+    msg = str(info.value)
+    assert "is missing config.json" in msg and "the weights" in msg and "the tokenizer files" in msg
+    assert main(["validate", str(yaml_path)]) == 1
+
+
+def test_a_folder_without_tokenizer_files_is_refused(tiny_bert, tmp_path):
+    folder = copy_without(tiny_bert, tmp_path / "m", "vocab.txt", "tokenizer.json")
+    with pytest.raises(bw.ConfigError, match="is missing the tokenizer files") as info:
+        TransformersBrick(folder, task="feature-extraction")
+    assert "config.json" not in str(info.value).split("missing", 1)[1].split("Save")[0]
+
+
+def test_a_base_model_is_refused_for_classification(tiny_bert, tmp_path):
+    folder = tmp_path / "base"
+    transformers.BertModel(transformers.BertConfig.from_pretrained(tiny_bert)).save_pretrained(folder)
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_bert / f).exists():
+            (folder / f).write_bytes((tiny_bert / f).read_bytes())
+    with pytest.raises(bw.ConfigError, match="not a sequence classifier"):
+        TransformersBrick(folder, task="text-classification")
+    assert TransformersBrick(folder, task="feature-extraction").signature.outputs[0].shape == (-1, HIDDEN)

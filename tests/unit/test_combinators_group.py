@@ -3,6 +3,7 @@ batch together (bucketing by a per-item size, as OCR recognition needs for its p
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Annotated
 
@@ -47,9 +48,27 @@ def test_group_runs_the_step_per_value_and_keeps_order():
 
 
 def test_groups_of_concurrent_calls_with_the_same_value_share_a_batch():
+    # Two calls queued together: the width-4 groups of both go to the model in one call. (A
+    # stage waits max_delay_s only for requests already on their way, so the calls are made on
+    # the pipeline's loop in one go; calls from two threads arrive apart and may not merge.)
+    seen: list[tuple[int, ...]] = []
+    pipe = _graph(seen).compile()
+
+    async def main() -> list[np.ndarray]:
+        async with pipe:
+            seen.clear()
+            outs = await asyncio.gather(pipe.ainfer({"width": np.array([4, 4, 7])}),
+                                        pipe.ainfer({"width": np.array([4, 9])}))
+            return [o["total"] for o in outs]
+
+    first, second = asyncio.run(main())
+    assert first.tolist() == [4.0, 4.0, 7.0] and second.tolist() == [4.0, 9.0]
+    assert (3, 4) in seen  # width 4 of both calls in one model call (2 + 1 rows)
+
+
+def test_calls_from_two_threads_get_their_own_groups_back():
     seen: list[tuple[int, ...]] = []
     with _graph(seen).compile() as pipe:
-        seen.clear()
         barrier = threading.Barrier(2)
         results: dict[int, np.ndarray] = {}
 
@@ -64,7 +83,6 @@ def test_groups_of_concurrent_calls_with_the_same_value_share_a_batch():
         for t in threads:
             t.join()
     assert results[0].tolist() == [4.0, 4.0, 7.0] and results[1].tolist() == [4.0, 9.0]
-    assert (3, 4) in seen  # width 4 of both calls in one model call (2 + 1 rows)
 
 
 def test_group_in_yaml_round_trips():

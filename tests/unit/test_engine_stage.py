@@ -249,3 +249,106 @@ def test_thread_replicas_merge_small_batches_on_the_loop_and_big_ones_on_the_wor
         ys = run(main(node, width))
         assert [float(y[0, 0]) for y in ys] == [0.0, 2.0, 4.0, 6.0]  # type: ignore[union-attr]
         assert merged_on and all(name.startswith(where) for name in merged_on), (width, merged_on)
+
+
+def _chain(blocking: bool, batching: bw.Batching, n: int = 4) -> bw.Pipeline:
+    """n batched stages in a row, x -> a1 -> a2 -> ... each adding 1."""
+    names = ["x"] + [f"a{i}" for i in range(1, n + 1)]
+    nodes = []
+    for i in range(n):
+        def step(**port: np.ndarray) -> np.ndarray:
+            (v,) = port.values()
+            return v + 1.0
+        nodes.append(bw.function(step, name=f"s{i}", batch=True, blocking=blocking,
+                                 inputs=[(names[i], "FP32", (-1, 2))],
+                                 outputs=[(names[i + 1], "FP32", (-1, 2))], batching=batching))
+    graph = nodes[0]
+    for node in nodes[1:]:
+        graph = graph >> node
+    return graph.compile()
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["inline", "thread"])
+def test_one_caller_pays_no_batching_delay_through_a_chain_of_batched_stages(blocking: bool) -> None:
+    # Each stage may wait 0.5 s for company; a lone caller has none on its way, so no stage
+    # waits (it used to: 4 x 0.5 s a request).
+    pipeline = _chain(blocking, bw.Batching(max_batch_size=32, max_delay_s=0.5))
+
+    async def main() -> None:
+        async with pipeline:
+            t0 = time.perf_counter()
+            for i in range(3):
+                out = await pipeline.ainfer({"x": np.full((1, 2), i, np.float32)})
+                assert out["a4"].tolist() == [[i + 4.0, i + 4.0]]
+            assert time.perf_counter() - t0 < 1.5  # 6 s if any stage waited out its delay
+            for st in pipeline.stats()["stages"].values():
+                assert st["queue_s"]["p99"] < 0.25, st["queue_s"]
+
+    run(main())
+
+
+def test_requests_on_their_way_still_fill_the_next_stage_batch() -> None:
+    # 16 callers at once: the first stage runs them in batches as they come, and the second
+    # stage waits for the rest of its company (they are on their way) instead of running the
+    # first arrivals alone.
+    first = threading.Event()
+
+    def gate(x: np.ndarray) -> np.ndarray:
+        first.wait(5.0)
+        return x
+
+    def tail(g: np.ndarray) -> np.ndarray:
+        return g * 2.0
+
+    a = bw.function(gate, name="gate", batch=True, blocking=True, inputs=[("x", "FP32", (-1, 2))],
+                    outputs=[("g", "FP32", (-1, 2))], batching=bw.Batching(max_batch_size=4))
+    b = bw.function(tail, name="tail", batch=True, inputs=[("g", "FP32", (-1, 2))],
+                    outputs=[("y", "FP32", (-1, 2))],
+                    batching=bw.Batching(max_batch_size=16, max_delay_s=5.0))
+    pipeline = (a >> b).compile()
+
+    async def main() -> None:
+        async with pipeline:
+            calls = [pipeline.ainfer({"x": np.full((1, 2), i, np.float32)}) for i in range(16)]
+            tasks = [asyncio.ensure_future(c) for c in calls]
+            await asyncio.sleep(0.05)
+            first.set()
+            outs = await asyncio.gather(*tasks)
+            for i, out in enumerate(outs):
+                assert out["y"].tolist() == [[2.0 * i, 2.0 * i]]
+            st = pipeline.stats()["stages"]
+            assert max(st["gate"]["batch_sizes"]) <= 4
+            # the first gate batch did not leave alone: the tail waited for the others
+            assert st["tail"]["batch_sizes"] == {16: 1}, st["tail"]["batch_sizes"]
+
+    run(main())
+
+
+def test_a_branch_a_request_did_not_take_does_not_wait_for_it() -> None:
+    # A request routed to one branch is on its way to the other branch's stage only until it
+    # leaves; the next request routed there must not wait out max_delay_s for it.
+    batching = bw.Batching(max_batch_size=32, max_delay_s=0.5)
+
+    def kind(text: str) -> str:
+        return "a" if text.startswith("a") else "b"
+
+    def left(text: str) -> str:
+        return "A " + text
+
+    def right(text: str) -> str:
+        return "B " + text
+
+    graph = bw.function(kind, outputs="kind") >> bw.switch("kind", {
+        "a": bw.function(left, outputs="reply", batching=batching),
+        "b": bw.function(right, outputs="reply", batching=batching)})
+    pipeline = graph.compile()
+
+    async def main() -> None:
+        async with pipeline:
+            t0 = time.perf_counter()
+            for text in ("apple", "banana", "avocado", "blueberry"):
+                out = await pipeline.ainfer({"text": [text]})
+                assert out["reply"].tolist() == [("A " if text[0] == "a" else "B ") + text]
+            assert time.perf_counter() - t0 < 1.0  # 2 s if a branch waited for the other's request
+
+    run(main())

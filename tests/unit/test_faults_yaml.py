@@ -59,14 +59,15 @@ def test_every_fault_policy_field_in_yaml_is_the_python_policy(tmp_path: Path) -
 
 @pytest.mark.parametrize(("entry", "message"), [
     ("breaker: {failures: 0}", "Breaker.failures, window and half_open_probes must be >= 1"),
-    ("breaker: {trips: 3}", "unknown breaker field(s) ['trips']; breaker fields are"),
+    ("breaker: {trips: 3}", "field 'trips': expected one of the breaker keys ['failure_ratio', "
+                            "'failures', 'half_open_probes', 'reset_after_s', 'window']"),
     ("retry_on: sometimes", "retry_on must be 'machinery' or 'any'"),
     ("timeout_s: 0", "timeout_s must be a positive number"),
 ])
 def test_a_bad_policy_field_is_refused_with_the_line_and_the_field(tmp_path: Path, entry: str,
                                                                    message: str) -> None:
     text = f"name: bad\nbricks:\n  model: {{fake: true, {entry}}}\ngraph: model\n"
-    with pytest.raises(ConfigError, match=r"p\.yaml:3: brick 'model' options") as err:
+    with pytest.raises(ConfigError, match=r"p\.yaml:3: ") as err:
         load_graph(write(tmp_path, text))
     assert message in str(err.value)
 

@@ -142,3 +142,31 @@ def test_warmup_tries_64_long_dynamic_dims_then_1_and_records_a_failure(caplog):
         failing.warmup()
     assert failing.warmup_error is not None and "zeros are not a real input" in failing.warmup_error
     assert "warm-up of brick 'never' failed (it will still serve" in caplog.text
+
+
+def test_a_bare_output_name_in_a_list_takes_the_hint_or_is_refused(tmp_path):
+    """``outputs: [route]`` on a function returning text silently became FP64 (only a bare
+    string took the hint); a declared output without a type takes the hint or is refused."""
+    from brickwork.graph import parse_pipeline
+
+    (tmp_path / "routes.py").write_text(
+        "from typing import NamedTuple\n"
+        "def route(text: str) -> str:\n    return 'fast' if len(text) < 5 else 'slow'\n"
+        "class Both(NamedTuple):\n    route: str\n    size: int\n"
+        "def both(text: str) -> Both:\n    return Both('a', len(text))\n"
+        "def pair(text: str) -> tuple[str, int]:\n    return 'a', len(text)\n"
+        "def unhinted(text: str):\n    return text\n")
+    def load(entry: str):
+        text = f"name: r\nbricks:\n  r: {{{entry}}}\ngraph: r\n"
+        return parse_pipeline(text, base_dir=tmp_path).graph.root.brick.signature
+
+    assert load("python: 'routes:route', outputs: [route]").outputs[0].dtype == "BYTES"
+    assert [(s.name, s.dtype) for s in load("python: 'routes:both', outputs: [size, route]").outputs] == [
+        ("size", "INT64"), ("route", "BYTES")]
+    assert [(s.name, s.dtype) for s in load("python: 'routes:pair', outputs: [r, n]").outputs] == [
+        ("r", "BYTES"), ("n", "INT64")]
+    with pytest.raises(bw.ConfigError, match="output 'out' is declared without a datatype"):
+        load("python: 'routes:unhinted', outputs: [out]")
+    with pytest.raises(bw.ConfigError, match="input 'x' is declared without a datatype"):
+        load("python: 'routes:route', inputs: [x]")
+    assert load("python: 'routes:unhinted', outputs: [{name: out, datatype: BYTES}]").outputs[0].dtype == "BYTES"

@@ -161,3 +161,27 @@ def test_plan_is_immutable_and_describes_itself():
     with pytest.raises(AttributeError):
         plan.name = "q"  # type: ignore[misc]
     assert "pipeline 'p': (x: FP64[?]) -> (a: FP64[?])" in plan.describe()
+
+
+def test_default_worker_per_brick_kind_is_what_the_readme_says() -> None:
+    # README "Where a brick runs when worker: is not given": python glue inline, a python
+    # function that says blocking on a thread, model bricks on a thread; worker: wins.
+    from pathlib import Path
+
+    scorer = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "scorer.onnx"
+
+    def glue(x: float) -> float:
+        return x
+
+    def heavy(x: float) -> float:
+        return x
+
+    def last(x: float) -> float:
+        return x
+
+    plan = (bw.function(glue, outputs="a") >> bw.function(heavy, blocking=True, outputs="b")
+            >> bw.function(last, outputs="c", worker="process")).compile().plan
+    assert {n: s.worker for n, s in plan.stages.items()} == {
+        "glue": "inline", "heavy": "thread", "last": "process"}
+    onnx_plan = bw.onnx(scorer, name="scorer").compile().plan
+    assert onnx_plan.stages["scorer"].worker == "thread"

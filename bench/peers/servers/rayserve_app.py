@@ -80,7 +80,7 @@ def main():
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, on_term)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              _temp_dir=os.environ.get("RAY_TMPDIR"))
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     if args.model == "pipeline":

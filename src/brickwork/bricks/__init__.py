@@ -4,7 +4,9 @@ from ._base import (
     BaseBrick,
     Brick,
     BrickSpec,
+    ConfigKey,
     brick_from_spec,
+    config_keys,
     import_object,
     kind_class,
     kind_module,
@@ -14,5 +16,6 @@ from ._base import (
 )
 from .function import FunctionBrick, Tensor
 
-__all__ = ["BaseBrick", "Brick", "BrickSpec", "FunctionBrick", "Tensor", "brick_from_spec", "import_object",
+__all__ = ["BaseBrick", "Brick", "BrickSpec", "ConfigKey", "FunctionBrick", "Tensor", "brick_from_spec",
+           "config_keys", "import_object",
            "kind_class", "kind_module", "known_kinds", "register_kind", "sample_inputs"]

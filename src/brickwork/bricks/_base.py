@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import logging
+import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +21,9 @@ from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
 
 log = logging.getLogger("brickwork.bricks")
 
-__all__ = ["BaseBrick", "Brick", "BrickSpec", "brick_from_spec", "import_object", "kind_class", "kind_module",
-           "known_kinds", "register_kind", "sample_inputs"]
+__all__ = ["BaseBrick", "Brick", "BrickSpec", "ConfigKey", "brick_from_spec", "config_keys", "import_object",
+           "kind_class", "kind_module", "known_kinds", "local_origin", "local_package", "register_kind",
+           "sample_inputs"]
 
 
 @runtime_checkable
@@ -52,6 +58,42 @@ class BrickSpec:
     base_dir: str = "."
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One key of a brick kind's YAML entry (and keyword of its ``bw.<kind>`` factory): the
+    one table from which ``from_config`` checks entries, the factories are tested, and the YAML
+    reference and JSON Schema are generated. ``schema`` is the value's JSON Schema."""
+
+    name: str
+    schema: Mapping[str, Any]
+    doc: str
+    required: bool = False
+
+
+# JSON Schema fragments shared by the brick tables.
+PATH: Mapping[str, Any] = {"type": "string"}
+TENSORS: Mapping[str, Any] = {
+    "description": "a tensor name, a list of names or of {name, datatype, shape}, or a "
+                   "mapping name -> datatype or [datatype, shape]",
+    "anyOf": [
+        {"type": "string"},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "array"}]}},
+        {"type": "array", "items": {"anyOf": [
+            {"type": "string"},
+            {"type": "object", "required": ["name"], "additionalProperties": False,
+             "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
+                            "dtype": {"type": "string"},
+                            "shape": {"type": "array", "items": {"type": "integer"}}}},
+        ]}},
+    ],
+}
+
+
+def config_keys(cls: Any) -> tuple[ConfigKey, ...]:
+    """The YAML keys of a brick class (its kind key first); empty for a class without a table."""
+    return tuple(getattr(cls, "config_keys", ()))
+
+
 _KINDS: dict[str, str] = {
     # kind -> "module:Class" (imported only when used, so frameworks stay optional)
     "python": "brickwork.bricks.function:FunctionBrick",
@@ -61,6 +103,7 @@ _KINDS: dict[str, str] = {
     "transformers": "brickwork.bricks.transformers:TransformersBrick",
     "http": "brickwork.bricks.http:HttpBrick",
     "v2": "brickwork.bricks.http:RemoteV2Brick",
+    "cast": "brickwork.bricks.cast:CastBrick",
     "fake": "brickwork.testing:FakeBrick",
     "llm": "brickwork.llm:LlmBrick",
     "openai": "brickwork.llm:OpenAIBrick",
@@ -193,21 +236,89 @@ def sample_tensor(spec: TensorSpec, batch_size: int = 1, dynamic: int = 1) -> np
     return np.zeros(shape, dtype=to_numpy_dtype(spec.dtype))
 
 
-def import_object(target: str) -> Any:
-    """Import ``"package.module:attr.sub"``."""
+def import_object(target: str, *, base_dir: str | Path | None = None) -> Any:
+    """Import ``"package.module:attr.sub"``.
+
+    With ``base_dir`` (the folder of the pipeline file that names the target), a module whose
+    file sits in that folder (``base_dir/module.py`` or the package ``base_dir/module/``) is
+    loaded from there, inside a private package of that folder: two folders that each have a
+    ``steps.py`` get two modules, never one folder's module for both. A name with no file in
+    ``base_dir`` is imported as usual (installed packages, ``sys.path``). A module that fails to
+    import (syntax error, an exception at import, a missing dependency) is a ``ConfigError``
+    naming the module's own file and line."""
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:
         raise ConfigError(f"expected 'module:attribute', got {target!r}")
-    try:
-        obj: Any = importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import module {module!r} for {target!r}: {exc}") from exc
+    qualified = module
+    if base_dir is not None and _is_local(Path(base_dir), module):
+        qualified = f"{local_package(Path(base_dir))}.{module}"
+    obj: Any = _import_module(qualified, module, target)
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ConfigError(f"module {module!r} has no attribute {attr!r}") from None
+            where = getattr(obj, "__file__", None) if part == attr.split(".")[0] else None
+            shown = f" (file {where})" if where else ""
+            raise ConfigError(f"module {module!r} has no attribute {attr!r}{shown}") from None
     return obj
+
+
+_LOCAL_PREFIX = "_brickwork_dir_"
+
+
+def local_package(base_dir: Path) -> str:
+    """The name of the private package that holds the modules of ``base_dir`` (one per folder,
+    the same name in every process, so a worker process re-imports a brick the same way)."""
+    path = str(base_dir.resolve())
+    name = _LOCAL_PREFIX + hashlib.sha1(path.encode()).hexdigest()[:12]
+    if name not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [path]
+        sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
+    return name
+
+
+def local_origin(module: str) -> tuple[str, str] | None:
+    """``("steps", "/abs/folder")`` for a module loaded by :func:`import_object` from a
+    pipeline's folder (``"_brickwork_dir_<hash>.steps"``), else None."""
+    top, _, rest = module.partition(".")
+    if not top.startswith(_LOCAL_PREFIX) or not rest:
+        return None
+    pkg = sys.modules.get(top)
+    paths = list(getattr(pkg, "__path__", None) or [])
+    return (rest, paths[0]) if paths else None
+
+
+def _is_local(base_dir: Path, module: str) -> bool:
+    top = base_dir / module.split(".")[0]
+    return top.with_suffix(".py").is_file() or (top / "__init__.py").is_file()
+
+
+def _import_module(qualified: str, module: str, target: str) -> Any:
+    try:
+        return importlib.import_module(qualified)
+    except SyntaxError as exc:
+        raise ConfigError(f"module {module!r} for {target!r} has a syntax error at "
+                          f"{exc.filename}:{exc.lineno}: {exc.msg}") from exc
+    except ImportError as exc:
+        where = _raised_at(exc)
+        shown = f" (at {where})" if where else ""
+        raise ConfigError(f"cannot import module {module!r} for {target!r}{shown}: {exc}") from exc
+    except Exception as exc:  # the module's own code raised while it was imported
+        where = _raised_at(exc)
+        shown = f" at {where}" if where else ""
+        raise ConfigError(f"module {module!r} for {target!r} raised {type(exc).__name__} while "
+                          f"being imported{shown}: {exc}") from exc
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``file:line`` of the innermost frame of ``exc`` outside the import machinery."""
+    where = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename != __file__ and "importlib" not in filename and not filename.startswith("<frozen"):
+            where = f"{filename}:{lineno}"
+    return where
 
 
 def lazy_import(module: str, extra: str) -> Any:

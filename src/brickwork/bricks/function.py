@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError, SpecError
 from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
-from ._base import BaseBrick, BrickSpec, import_object
+from ._base import TENSORS, BaseBrick, BrickSpec, ConfigKey, import_object, local_origin
 
 __all__ = ["FunctionBrick", "Tensor", "infer_signature"]
 
@@ -65,21 +65,39 @@ def _to_spec(item: SpecLike) -> TensorSpec:
         return item
     if isinstance(item, tuple):
         return TensorSpec(*item)
-    raise SpecError(f"expected a TensorSpec or (name, dtype[, shape]) tuple, got {item!r}")
+    if isinstance(item, Mapping) and "name" in item:
+        return TensorSpec(item["name"], item.get("datatype", item.get("dtype")), item.get("shape"))
+    raise SpecError(f"expected a TensorSpec, (name, dtype[, shape]) or {{name, datatype, shape}}, "
+                    f"got {item!r}")
 
 
-def _specs(value: Any, default_name: str) -> list[TensorSpec]:
-    """Normalise the ``inputs=``/``outputs=`` argument forms."""
+def _specs(value: Any, default_name: str,
+           typed: Callable[[str, int, int], TensorSpec] | None = None) -> list[TensorSpec]:
+    """Normalise the ``inputs=``/``outputs=`` argument forms. A bare name has no datatype:
+    ``typed(name, index, count)`` gives it one (from the function's hints) or refuses it;
+    without ``typed`` (a torch brick's declared ports) it is FP64."""
     if isinstance(value, Mapping):
         return [TensorSpec(k, *(v if isinstance(v, tuple) else (v,))) for k, v in value.items()]
     if isinstance(value, str | TensorSpec) or (
         isinstance(value, tuple) and value and isinstance(value[0], str)
     ):
         value = [value]
+    items = list(value)
     out = []
-    for v in value:
-        out.append(TensorSpec(v, "FP64") if isinstance(v, str) else _to_spec(v))
+    for i, v in enumerate(items):
+        if isinstance(v, str):
+            out.append(typed(v, i, len(items)) if typed else TensorSpec(v, "FP64"))
+        else:
+            out.append(_to_spec(v))
     return out
+
+
+def _untyped(where: str, name: str) -> SpecError:
+    return SpecError(
+        f"{where} {name!r} is declared without a datatype and the function's type hints give "
+        f"none; declare it ({{name: {name}, datatype: FP32, shape: [-1]}} in YAML, "
+        f"({name!r}, 'FP32') in Python) or annotate the function"
+    )
 
 
 def infer_signature(
@@ -99,28 +117,53 @@ def infer_signature(
         p for p in inspect.signature(fn).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
+    def typed_input(n: str, i: int, count: int) -> TensorSpec:
+        hint = hints.get(n, inspect.Parameter.empty)
+        if hint is inspect.Parameter.empty:
+            raise _untyped(f"brick {name!r} input", n)
+        return _spec_from_hint(n, hint, batch, f"brick {name!r} input")
+
+    ret = hints.get("return", inspect.Parameter.empty)
+
+    def typed_output(n: str, i: int, count: int) -> TensorSpec:
+        hint = _output_hint(ret, n, i, count)
+        if hint is inspect.Parameter.empty:
+            raise _untyped(f"brick {name!r} output", n)
+        return _spec_from_hint(n, hint, batch, f"brick {name!r} output")
+
     if inputs is not None:
-        in_specs = _specs(inputs, name)
+        in_specs = _specs(inputs, name, typed_input)
     else:
         in_specs = [
             _spec_from_hint(p.name, hints.get(p.name, inspect.Parameter.empty), batch,
                             f"brick {name!r} parameter")
             for p in params
         ]
-    ret = hints.get("return", inspect.Parameter.empty)
     if outputs is not None:
-        out_specs = _specs(outputs, name)
-        if len(out_specs) == 1 and isinstance(outputs, str) and ret is not inspect.Parameter.empty:
-            try:
-                out_specs = [_spec_from_hint(outputs, ret, batch, "return")]
-            except SpecError:
-                pass
+        out_specs = _specs(outputs, name, typed_output)
     elif typing.is_typeddict(ret) or (isinstance(ret, type) and hasattr(ret, "_fields")):
         fields = typing.get_type_hints(ret, include_extras=True)
         out_specs = [_spec_from_hint(k, v, batch, f"brick {name!r} output") for k, v in fields.items()]
     else:
         out_specs = [_spec_from_hint(output_name or name, ret, batch, f"brick {name!r} return value")]
     return Signature(in_specs, out_specs), [s.name for s in out_specs]
+
+
+def _output_hint(ret: Any, name: str, index: int, count: int) -> Any:
+    """The type hint of output ``name`` (position ``index`` of ``count``) in a return hint: a
+    TypedDict/NamedTuple field, an element of ``tuple[...]``, or the whole hint for one output."""
+    empty = inspect.Parameter.empty
+    if ret is empty:
+        return empty
+    if typing.is_typeddict(ret) or (isinstance(ret, type) and hasattr(ret, "_fields")):
+        fields = typing.get_type_hints(ret, include_extras=True)
+        if name in fields:
+            return fields[name]
+        return list(fields.values())[index] if len(fields) == count else empty
+    if typing.get_origin(ret) is tuple and count > 1:
+        args = typing.get_args(ret)
+        return args[index] if len(args) == count else empty
+    return ret if count == 1 else empty
 
 
 def _item(value: Any) -> Any:
@@ -131,6 +174,20 @@ def _item(value: Any) -> Any:
 
 class FunctionBrick(BaseBrick):
     kind = "python"
+    config_keys = (
+        ConfigKey("python", {"type": "string", "pattern": "^[^:]+:[^:]+$"},
+                  "``module:function``; the module is found beside the pipeline file", required=True),
+        ConfigKey("batch", {"type": "boolean"},
+                  "the function takes and returns whole arrays; default false (once per item)"),
+        ConfigKey("inputs", TENSORS, "input ports; a bare name takes its type from the "
+                  "parameter's hint; default: the parameters' hints"),
+        ConfigKey("outputs", TENSORS, "output ports; a bare name takes its type from the return "
+                  "hint (refused when there is none); default: the return hint"),
+        ConfigKey("rowwise", {"type": "boolean"}, "false: the output item count differs from "
+                  "the input's (never merged with other requests); default true"),
+        ConfigKey("blocking", {"type": "boolean"},
+                  "run on a worker thread instead of the event loop; default false"),
+    )
 
     def __init__(
         self,
@@ -142,13 +199,13 @@ class FunctionBrick(BaseBrick):
         outputs: Any = None,
         rowwise: bool = True,
         blocking: bool = False,
-        base_dir: str | Path = ".",
+        base_dir: str | Path | None = None,
     ) -> None:
         self._target = fn if isinstance(fn, str) else None
-        self._base_dir = str(base_dir)
-        if isinstance(fn, str):
+        self._base_dir = str(base_dir) if base_dir is not None else "."
+        if isinstance(fn, str) and base_dir is not None:
             _on_path(Path(base_dir))
-        func: Callable[..., Any] = import_object(fn) if isinstance(fn, str) else fn
+        func: Callable[..., Any] = import_object(fn, base_dir=base_dir) if isinstance(fn, str) else fn
         if not callable(func):
             raise ConfigError(f"{fn!r} is not callable")
         brick_name: str = name or str(getattr(func, "__name__", "function"))
@@ -231,7 +288,12 @@ class FunctionBrick(BaseBrick):
 
     # -- recipe ----------------------------------------------------------------
     def spec(self) -> BrickSpec:
-        target = self._target or _importable_name(self.fn)
+        target, base_dir = self._target, self._base_dir
+        if target is None:
+            target = _importable_name(self.fn)
+            origin = local_origin(target.partition(":")[0]) if target else None
+            if target is not None and origin is not None:  # loaded from a pipeline's folder
+                target, base_dir = f"{origin[0]}:{target.partition(':')[2]}", origin[1]
         if target is None:
             return super().spec()
         config: dict[str, Any] = {"python": target}
@@ -245,11 +307,11 @@ class FunctionBrick(BaseBrick):
             if value is not None:  # the resolved specs: a bare name's dtype comes from the type hints
                 side = self.signature.inputs if key == "inputs" else self.signature.outputs
                 config[key] = [s.to_dict() for s in side]
-        return BrickSpec(self.kind, self.name, config, self._base_dir)
+        return BrickSpec(self.kind, self.name, config, base_dir)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> FunctionBrick:
-        allowed = {"python", "batch", "inputs", "outputs", "rowwise", "blocking"}
+        allowed = {k.name for k in cls.config_keys}
         unknown = sorted(set(config) - allowed)
         if unknown:
             raise ConfigError(f"unknown python brick field(s) {unknown}; fields are {sorted(allowed)}")
@@ -269,7 +331,10 @@ class FunctionBrick(BaseBrick):
 
 
 def _on_path(base_dir: Path) -> None:
-    """Let ``python: module:fn`` import modules that sit beside the pipeline file."""
+    """Let a module beside the pipeline file import its siblings by absolute name (``import
+    helpers``). The module the YAML names is itself loaded per folder by ``import_object``; a
+    sibling imported by absolute name is one module per process (import it relatively,
+    ``from . import helpers``, to keep it per folder too)."""
     import sys
 
     path = str(base_dir.resolve())

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ import numpy as np
 
 from ..errors import ConfigError, RequestError, UpstreamError
 from ..spec import Signature, Tensors, TensorSpec, to_numpy_dtype
-from ._base import BaseBrick, BrickSpec
+from ._base import BaseBrick, BrickSpec, ConfigKey
 
 __all__ = ["HttpBrick", "RemoteV2Brick", "make_http_brick"]
 
@@ -72,7 +73,11 @@ def _specs(value: Any, what: str, brick: str) -> list[TensorSpec] | None:
         if isinstance(v, TensorSpec):
             out.append(v)
         elif isinstance(v, Mapping) and "name" in v:
-            out.append(TensorSpec(v["name"], v.get("datatype", v.get("dtype", "FP32")), v.get("shape", (-1,))))
+            dtype = v.get("datatype", v.get("dtype"))
+            if dtype is None:  # never guess: a wrong datatype would answer wrongly, silently
+                raise ConfigError(f"http brick {brick!r}: {what} {v['name']!r} has no datatype; "
+                                  f"declare it, e.g. {{name: {v['name']}, datatype: FP32, shape: [-1]}}")
+            out.append(TensorSpec(v["name"], dtype, v.get("shape", (-1,))))
         else:
             raise ConfigError(f"http brick {brick!r}: each of {what} needs name and datatype, got {v!r}")
     return out
@@ -109,10 +114,40 @@ def _unknown(config: Mapping[str, Any], brick: str, known: list[str]) -> None:
         raise ConfigError(f"http brick {brick!r}: unknown option(s) {sorted(config)}; options are {known}")
 
 
+_URL = {"type": "string", "pattern": "^https?://"}
+_DECLARED = {
+    "description": "a list of {name, datatype, shape}, or a mapping name -> datatype",
+    "anyOf": [
+        {"type": "array", "items": {"type": "object", "required": ["name"]}},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "object"}]}},
+    ],
+}
+_COMMON = (
+    ConfigKey("call_timeout_s", {"type": ["number", "null"], "exclusiveMinimum": 0},
+              "seconds one HTTP call may take; null = no limit; default 30.0"),
+    ConfigKey("max_connections", {"type": "integer", "minimum": 1},
+              "connection pool size (keep-alive); default 32"),
+)
+_V2_KEYS = (
+    ConfigKey("model", {"type": "string"}, "the upstream's model name", required=True),
+    ConfigKey("version", {"type": "string"}, "the upstream model's version"),
+    ConfigKey("inputs", _DECLARED, "declared inputs; default: read from the upstream's metadata "
+              "(declaring inputs and outputs lets the brick start while the upstream is down)"),
+    ConfigKey("outputs", _DECLARED, "declared outputs; default: read from the upstream's metadata"),
+    ConfigKey("api_key", {"type": "string"}, "sent as ``Authorization: Bearer``; ${VAR} reads "
+              "the environment"),
+    ConfigKey("binary", {"type": "boolean"}, "binary tensor requests; default true"),
+    *_COMMON,
+)
+
+
 class RemoteV2Brick(BaseBrick):
     """A model on another v2 server; see the module docstring."""
 
     kind = "v2"
+    config_keys = (
+        ConfigKey("v2", _URL, "the upstream v2 server's base URL", required=True), *_V2_KEYS,
+    )
     blocking = True
 
     def __init__(self, url: str, *, model: str, name: str | None = None, version: str | None = None,
@@ -152,8 +187,16 @@ class RemoteV2Brick(BaseBrick):
             try:
                 meta = client.model_metadata(self.model, self.version)
             except RequestError as exc:
-                raise UpstreamError(f"{self._where()}: cannot read its metadata: {exc}",
-                                    getattr(exc, "response_status", None)) from exc
+                ins, outs = self._declared
+                need = " and ".join(k for k, v in (("inputs", ins), ("outputs", outs)) if v is None)
+                raise UpstreamError(
+                    f"{self._where()}: cannot read its metadata: {exc}. brickwork asks the "
+                    f"upstream for the ports it did not declare ({need}); declare {need} on the "
+                    "brick and it starts without asking, even while the upstream is down "
+                    "(its calls then fail, or fall back, until it is up), e.g. "
+                    "{v2: URL, model: NAME, inputs: [{name: x, datatype: FP32, shape: [-1, 4]}], "
+                    "outputs: [{name: y, datatype: FP32, shape: [-1, 1]}]}",
+                    getattr(exc, "response_status", None)) from exc
             sig = Signature.from_dict(meta)
             ins, outs = self._declared
             self._signature = Signature(ins or sig.inputs, outs or sig.outputs)
@@ -204,8 +247,7 @@ class RemoteV2Brick(BaseBrick):
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> RemoteV2Brick:
         config = dict(config)
         url = config.pop("v2", None) or config.pop("http", None)
-        known = ["model", "version", "inputs", "outputs", "api_key", "binary", "call_timeout_s",
-                 "max_connections"]
+        known = [k.name for k in _V2_KEYS]
         kwargs = {k: config.pop(k) for k in known if k in config}
         _unknown(config, name, known)
         if "model" not in kwargs:
@@ -218,6 +260,25 @@ class HttpBrick(BaseBrick):
 
     kind = "http"
     blocking = True
+    config_keys = (
+        ConfigKey("http", _URL, "the endpoint's URL (with ``model:``, a v2 server's base URL)",
+                  required=True),
+        ConfigKey("inputs", _DECLARED, "the declared inputs (required for a plain JSON endpoint)"),
+        ConfigKey("outputs", _DECLARED, "the declared outputs (required for a plain JSON endpoint)"),
+        ConfigKey("request", {}, "the request body template; \"{input}\" is that input's value; "
+                  "default {input: value, ...}"),
+        ConfigKey("response", {"type": "object", "additionalProperties": {"type": "string"}},
+                  "output name -> dotted path in the response body; default: the top-level key"),
+        ConfigKey("headers", {"type": "object", "additionalProperties": {"type": "string"}},
+                  "request headers; ${VAR} reads the environment"),
+        ConfigKey("method", {"type": "string"}, "the HTTP method; default POST"),
+        ConfigKey("batch", {"type": "boolean"},
+                  "one call with lists for the whole batch; default false (one call per item)"),
+        *_COMMON,
+        # {http: URL, model: M} is a v2 brick: its keys are accepted here too
+        *(replace(k, required=False) for k in _V2_KEYS if k.name not in ("inputs", "outputs")
+          and k not in _COMMON),
+    )
 
     def __init__(self, url: str, *, inputs: Any, outputs: Any, name: str | None = None,
                  request: Any = None, response: Mapping[str, str] | None = None,
@@ -289,11 +350,13 @@ class HttpBrick(BaseBrick):
         import httpx
         import orjson
 
+        from .. import tracing
+
         if self._http is None:
             self.load()
         try:
             r = self._http.request(self.method, self.url, content=orjson.dumps(body),
-                                   headers={"content-type": "application/json"})
+                                   headers={"content-type": "application/json", **tracing.outgoing()})
         except httpx.TimeoutException as exc:
             raise UpstreamError(f"http brick {self.name!r}: {self.url} gave no answer within "
                                 f"{self.call_timeout_s} s") from exc
@@ -335,8 +398,8 @@ class HttpBrick(BaseBrick):
         if "model" in config:
             return RemoteV2Brick.from_config(config, base_dir, name)
         url = config.pop("http", None)
-        known = ["inputs", "outputs", "request", "response", "headers", "method", "batch",
-                 "call_timeout_s", "max_connections"]
+        v2_only = {k.name for k in _V2_KEYS} - {k.name for k in _COMMON} - {"inputs", "outputs"}
+        known = [k.name for k in cls.config_keys[1:] if k.name not in v2_only]
         kwargs = {k: config.pop(k) for k in known if k in config}
         _unknown(config, name, [*known, "model"])
         return cls(url, name=name, **kwargs)

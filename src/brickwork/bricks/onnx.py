@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError
+from ..options import STAGE_KEYS
 from ..spec import Signature, Tensors, TensorSpec, dtype_of
-from ._base import BaseBrick, BrickSpec, lazy_import
+from ._base import PATH, BaseBrick, BrickSpec, ConfigKey, lazy_import
 
 __all__ = ["OPTIMIZATION_LEVELS", "OnnxBrick", "choose_providers", "config_options", "resolve_path"]
 
@@ -27,25 +28,22 @@ log = logging.getLogger("brickwork.bricks.onnx")
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
-# Stage options a pipeline file may put next to a brick's own keys; from_config ignores them.
-STAGE_KEYS = frozenset({
-    "replicas", "batching", "worker", "device", "policy", "timeout_s", "retries",
-    "retry_budget", "breaker", "retry_on", "fallback", "name",
-})
-
 ProviderLike = str | tuple[str, Mapping[str, Any]]
 
 
-def config_options(config: Mapping[str, Any], kind: str, own: Sequence[str]) -> dict[str, Any]:
-    """The brick's own keys of a pipeline-file entry; stage options are left to the graph.
-    An unknown key is refused with the list of known ones (typos fail loudly)."""
-    unknown = sorted(set(config) - set(own) - STAGE_KEYS - {kind})
+def config_options(config: Mapping[str, Any], kind: str, own: Sequence[ConfigKey | str]) -> dict[str, Any]:
+    """The brick's own keys of a pipeline-file entry (its ``config_keys`` table, the kind key
+    excluded); stage options are left to the graph. An unknown key is refused with the list of
+    known ones (typos fail loudly)."""
+    names = [k if isinstance(k, str) else k.name for k in own]
+    names = [n for n in names if n != kind]
+    unknown = sorted(set(config) - set(names) - STAGE_KEYS - {kind, "fallback", "rename"})
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {unknown} for a {kind!r} brick; its keys are {sorted(own)} "
-            f"plus the stage options {sorted(STAGE_KEYS)}"
+            f"unknown key(s) {unknown} for a {kind!r} brick; its keys are {sorted(names)} "
+            f"plus the stage options {sorted(STAGE_KEYS | {'fallback', 'rename'})}"
         )
-    return {k: config[k] for k in own if k in config}
+    return {k: config[k] for k in names if k in config}
 
 
 def resolve_path(value: Any, base_dir: Path, kind: str) -> Path:
@@ -128,6 +126,19 @@ class OnnxBrick(BaseBrick):
     """
 
     kind = "onnx"
+    config_keys = (
+        ConfigKey("onnx", PATH, "the ``.onnx`` file (relative to the pipeline file)", required=True),
+        ConfigKey("providers", {"type": "array", "items": {"anyOf": [
+            {"type": "string"}, {"type": "array", "prefixItems": [{"type": "string"}, {"type": "object"}]}]}},
+            "ONNX Runtime execution providers, best first: names or [name, {options}]; "
+            "default: chosen from ``device``"),
+        ConfigKey("intra_op_threads", {"type": "integer", "minimum": 1},
+                  "threads inside one operator; default: ONNX Runtime's"),
+        ConfigKey("inter_op_threads", {"type": "integer", "minimum": 1},
+                  "threads across operators; default: ONNX Runtime's"),
+        ConfigKey("optimization", {"enum": list(OPTIMIZATION_LEVELS)},
+                  "graph optimisation level; default \"all\""),
+    )
 
     def __init__(
         self,
@@ -260,8 +271,7 @@ class OnnxBrick(BaseBrick):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> OnnxBrick:
-        opts = config_options(config, "onnx", ("providers", "intra_op_threads",
-                                               "inter_op_threads", "optimization", "device"))
+        opts = config_options(config, "onnx", (*cls.config_keys, "device"))
         providers = opts.pop("providers", None)
         if providers is not None:
             providers = [p if isinstance(p, str) else (p[0], p[1]) for p in providers]

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError
 from ..spec import Signature, Tensors, TensorSpec
-from ._base import BaseBrick, BrickSpec, lazy_import
+from ._base import PATH, BaseBrick, BrickSpec, ConfigKey, lazy_import
 from .onnx import OnnxBrick, config_options, resolve_path
 
 __all__ = ["METHODS", "SklearnBrick"]
@@ -68,6 +68,22 @@ class SklearnBrick(BaseBrick):
     """
 
     kind = "sklearn"
+    config_keys = (
+        ConfigKey("sklearn", PATH, "a joblib/pickle file of a fitted estimator (load only files "
+                  "you made or trust: a pickle can run code)", required=True),
+        ConfigKey("method", {"enum": list(METHODS)}, "what to call; default \"predict\""),
+        ConfigKey("to_onnx", {"type": "boolean"},
+                  "convert with skl2onnx and run on ONNX Runtime (parity-checked); default false"),
+        ConfigKey("n_features", {"type": "integer", "minimum": 1},
+                  "the feature count when the estimator has no ``n_features_in_``"),
+        ConfigKey("parity_atol", {"type": "number", "minimum": 0},
+                  "largest allowed sklearn/ONNX output difference; default 1e-4"),
+        ConfigKey("onnx_options", {"type": "object", "additionalProperties": False, "properties": {
+            k.name: k.schema for k in OnnxBrick.config_keys[1:]}},
+            "with ``to_onnx``: options of the ONNX Runtime session the converted model runs in "
+            "(providers, intra_op_threads, inter_op_threads, optimization)"),
+        ConfigKey("converted", PATH, "the converted ONNX file (written by ``dump_graph``)"),
+    )
 
     def __init__(
         self,
@@ -87,6 +103,7 @@ class SklearnBrick(BaseBrick):
         self.method = method
         self.to_onnx = bool(to_onnx)
         self.parity_atol = float(parity_atol)
+        self.onnx_options = dict(onnx_options or {})
         self._path: Path | None = None
         self._tmp: str | None = None
         self._onnx: OnnxBrick | None = None
@@ -296,6 +313,8 @@ class SklearnBrick(BaseBrick):
         config: dict[str, Any] = {"method": self.method, "to_onnx": self.to_onnx}
         if self._onnx is not None:
             config["converted"] = str(self._onnx.path)
+            if self.onnx_options:
+                config["onnx_options"] = dict(self.onnx_options)
             config["sklearn"] = str(self._path) if self._path else None
         else:
             config["sklearn"] = str(self._path or self._save())
@@ -310,8 +329,7 @@ class SklearnBrick(BaseBrick):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> SklearnBrick:
-        opts = config_options(config, "sklearn", ("method", "to_onnx", "n_features",
-                                                  "parity_atol", "converted", "onnx_options"))
+        opts = config_options(config, "sklearn", cls.config_keys)
         converted = opts.pop("converted", None)
         if converted is not None:
             return cls(config.get("sklearn"), name=name, method=opts.get("method", "predict"),

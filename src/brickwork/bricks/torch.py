@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError
 from ..spec import Signature, Tensors, TensorSpec, dtype_of, to_numpy_dtype
-from ._base import BaseBrick, BrickSpec, lazy_import
+from ._base import PATH, TENSORS, BaseBrick, BrickSpec, ConfigKey, lazy_import
 from .function import _specs
 from .onnx import config_options, resolve_path
 
@@ -40,7 +40,11 @@ def _spec_list(value: Any, where: str) -> list[TensorSpec]:
                 for v in value]
     if isinstance(value, Mapping):  # YAML gives {x: [FP32, [-1, 4]]}: lists, not tuples
         value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    specs = _specs(value, where)
+    def untyped(name: str, index: int, count: int) -> TensorSpec:
+        raise ConfigError(f"torch brick {where} {name!r} is declared without a datatype (a module "
+                          f"has no type hints to take it from): give one, e.g. {{{name!r}: 'FP32'}}")
+
+    specs = _specs(value, where, untyped)
     for s in specs:
         if s.dtype == "BYTES":
             raise ConfigError(f"torch brick {where} {s.name!r} is BYTES; torch has no string "
@@ -57,6 +61,13 @@ class TorchBrick(BaseBrick):
     """
 
     kind = "torch"
+    config_keys = (
+        ConfigKey("torch", PATH, "a TorchScript or ``torch.export`` file", required=True),
+        ConfigKey("inputs", TENSORS, "the declared input ports", required=True),
+        ConfigKey("outputs", TENSORS, "the declared output ports", required=True),
+        ConfigKey("pickled", {"type": "boolean"}, "the file is a ``torch.save`` of the module "
+                  "(written by ``dump_graph``; load only files you trust)"),
+    )
 
     def __init__(
         self,
@@ -220,7 +231,7 @@ class TorchBrick(BaseBrick):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> TorchBrick:
-        opts = config_options(config, "torch", ("inputs", "outputs", "device", "pickled"))
+        opts = config_options(config, "torch", (*cls.config_keys, "device"))
         brick = cls(resolve_path(config.get("torch"), base_dir, "torch"), name=name,
                     inputs=opts.get("inputs"), outputs=opts.get("outputs"),
                     device=opts.get("device", "cpu"))

@@ -25,10 +25,10 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInput, ModelError, RequestError
 from ..spec import Signature, Tensors, TensorSpec
-from ._base import BaseBrick, BrickSpec, lazy_import
+from ._base import PATH, BaseBrick, BrickSpec, ConfigKey, lazy_import
 from .onnx import config_options, resolve_path
 
-__all__ = ["TASKS", "TransformersBrick"]
+__all__ = ["TASKS", "TransformersBrick", "check_model_dir"]
 
 log = logging.getLogger("brickwork.bricks.transformers")
 
@@ -47,6 +47,44 @@ def _hidden_size(path: Path) -> int:
     return -1
 
 
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+            "pytorch_model.bin.index.json")
+_TOKENIZER = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"), ("spiece.model",),
+              ("sentencepiece.bpe.model",), ("tokenizer.model",))
+
+
+def check_model_dir(path: Path, task: str, name: str) -> None:
+    """Refuse, before anything loads, a folder that lacks what ``task`` needs: config.json,
+    weights, tokenizer files, and for text-classification a classification head (a base
+    model would get a randomly initialised one and answer nonsense)."""
+    missing = []
+    config: dict[str, Any] = {}
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except OSError:
+        missing.append("config.json (the model's configuration)")
+    except ValueError as exc:
+        missing.append(f"a readable config.json ({exc})")
+    if not any((path / f).is_file() for f in _WEIGHTS):
+        missing.append(f"the weights ({' or '.join(_WEIGHTS[:2])}, or a sharded index)")
+    if not any(all((path / f).is_file() for f in files) for files in _TOKENIZER):
+        missing.append("the tokenizer files (tokenizer.json, or vocab.txt, or vocab.json + "
+                       "merges.txt, or a sentencepiece .model)")
+    if missing:
+        raise ConfigError(
+            f"transformers brick {name!r}: {str(path)!r} is missing " + "; ".join(missing)
+            + ". Save the model and its tokenizer there: model.save_pretrained(dir) and "
+            "tokenizer.save_pretrained(dir)")
+    architectures = config.get("architectures") or []
+    if task == "text-classification" and architectures and not any(
+            str(a).endswith(("ForSequenceClassification", "ForTextClassification")) for a in architectures):
+        raise ConfigError(
+            f"transformers brick {name!r}: the model in {str(path)!r} is {architectures} "
+            "(config.json 'architectures'), not a sequence classifier; text-classification "
+            "would run it with a randomly initialised classification head. Use a fine-tuned "
+            "classifier, or task: feature-extraction")
+
+
 class TransformersBrick(BaseBrick):
     """A local Hugging Face model for one task.
 
@@ -57,6 +95,13 @@ class TransformersBrick(BaseBrick):
     """
 
     kind = "transformers"
+    config_keys = (
+        ConfigKey("transformers", PATH, "a local model directory made with ``save_pretrained`` "
+                  "(model and tokenizer; never a hub download)", required=True),
+        ConfigKey("task", {"enum": list(TASKS)}, "what the model does", required=True),
+        ConfigKey("max_length", {"type": "integer", "minimum": 1},
+                  "longest input in tokens (longer texts are truncated); default: the tokenizer's"),
+    )
 
     def __init__(self, path: str | Path, *, task: str, name: str | None = None,
                  device: str = "cpu", max_length: int | None = None) -> None:
@@ -72,6 +117,7 @@ class TransformersBrick(BaseBrick):
             raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ConfigError(f"max_length must be an int >= 1 or None, got {max_length!r}")
+        check_model_dir(self.path, task, name or self.path.name)
         text = TensorSpec("text", "BYTES", (-1,))
         if task == "text-classification":
             outputs = [TensorSpec("label", "BYTES", (-1,)), TensorSpec("score", "FP32", (-1,))]
@@ -180,7 +226,7 @@ class TransformersBrick(BaseBrick):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], base_dir: Path, name: str) -> TransformersBrick:
-        opts = config_options(config, "transformers", ("task", "device", "max_length"))
+        opts = config_options(config, "transformers", (*cls.config_keys, "device"))
         if "task" not in opts:
             raise ConfigError(f"transformers brick {name!r} needs task: one of {list(TASKS)}")
         return cls(resolve_path(config.get("transformers"), base_dir, "transformers"),

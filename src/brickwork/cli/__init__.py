@@ -9,19 +9,21 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import BrickworkError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Every verb here must have its module: a missing one fails loudly at start (a test checks
 # each verb's parser), instead of the verb silently vanishing from the CLI.
-COMMANDS = ("validate", "run", "graph", "serve", "bench", "fed", "optimize", "export", "mcp")
+COMMANDS = ("validate", "run", "graph", "serve", "bench", "fed", "optimize", "export", "schema", "studio", "mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brickwork", description="Compose, check, run, benchmark and serve model pipelines."
     )
+    parser.add_argument("--version", action="version", version=f"brickwork {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}._{name}")

@@ -3,9 +3,11 @@
 The report: throughput, latency p50/p90/p99, errors by kind, and per stage the batch sizes,
 queue and compute time, utilisation and items/s, with the bottleneck named. ``--json PATH``
 writes the same figures. Inputs: ``--input`` (JSON text or a file), else the pipeline file's
-``example``, else a generated one-item request from the pipeline's signature.
+``example``, else a generated one-item request from the pipeline's signature (plausible values,
+not zeros: a sentence, floats in [0, 1), small integers), printed on stderr.
 
-FILE is a pipeline YAML file, or ``module:attribute`` naming a Graph, Node or Pipeline.
+FILE is a pipeline YAML file, or ``module:attribute`` naming a Graph, Node or Pipeline; the module
+imports from the working directory (as with ``python -m``), no ``PYTHONPATH=.`` needed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, RequestError
+from ._backend import add_backend_args, backend_of
 
 __all__ = ["register"]
 
@@ -35,13 +39,19 @@ def register(sub: Any) -> None:
     amount.add_argument("--duration-s", type=float, default=None, help="run for this many seconds instead")
     p.add_argument("--input", default=None, help="a request as JSON text, or a path to a JSON file")
     p.add_argument("--warmup", type=int, default=20, help="requests sent before measuring (default 20)")
-    p.add_argument("--backend", default="local", help="local (default), process or ray")
+    add_backend_args(p)
     p.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the figures here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sweep", default=None, metavar="C1,C2,...",
+                   help="run once per concurrency level (e.g. 1,4,16,64), each on a fresh pipeline; "
+                        "--requests/--duration-s apply to each level")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="draw throughput, latency p50/p99 and per-stage utilisation against "
+                        "concurrency into this PNG (matplotlib: the viz extra)")
     p.set_defaults(func=bench)
 
 
-def _load(target: str, backend: str) -> tuple[Any, dict[str, Any] | None]:
+def _load(target: str, backend: Any) -> tuple[Any, dict[str, Any] | None]:
     """The pipeline and the example request its file declares (if any)."""
     path = Path(target)
     if path.suffix in (".yaml", ".yml") or path.is_file():
@@ -54,6 +64,9 @@ def _load(target: str, backend: str) -> tuple[Any, dict[str, Any] | None]:
     from ..bricks import import_object
     from ..pipeline import Pipeline
 
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # as `python -m` does: modules of the cwd import
+        sys.path.insert(0, cwd)
     obj = import_object(target)
     if isinstance(obj, Pipeline):
         return obj, getattr(obj, "example", None)
@@ -76,9 +89,55 @@ def _request(args: argparse.Namespace, pipeline: Any, example: dict[str, Any] | 
         return data
     if example is not None:
         return example
-    from ..bricks import sample_inputs
+    request = generated_request(pipeline.plan.signature)
+    sys.stderr.write(
+        f"brickwork bench: {args.file} has no `example` and no --input was given, so every request "
+        "is this generated one (the figures are only as realistic as it is; give --input or add "
+        "`example:` to the pipeline file):\n"
+        + "".join(f"  {name}: {_describe(value)}\n" for name, value in request.items()))
+    sys.stderr.flush()
+    return request
 
-    return dict(sample_inputs(pipeline.plan.signature, batch_size=1))
+
+_WORDS = ("the service was quick and the staff were friendly but the invoice arrived late "
+          "and the total was higher than the quote we agreed on last week").split()
+
+
+def generated_request(signature: Any, *, seed: int = 0, dynamic: int = 16) -> dict[str, np.ndarray]:
+    """A one-item request for ``signature`` with plausible values, not zeros: a sentence for
+    BYTES, uniform [0, 1) for floats, 1..9 for integers, 0..255 for UINT8, both values for
+    BOOL; ``dynamic`` along every dynamic dimension after the batch axis."""
+    from ..spec import to_numpy_dtype
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in signature.inputs:
+        shape = tuple(1 if i == 0 else (dynamic if d == -1 else d) for i, d in enumerate(spec.shape))
+        if spec.dtype == "BYTES":
+            n = int(np.prod(shape, dtype=np.int64))
+            words = [" ".join(_WORDS[(i * 7) % len(_WORDS):][:12]) or "hello world" for i in range(n)]
+            arr = np.empty(n, dtype=object)
+            arr[:] = words
+            out[spec.name] = arr.reshape(shape)
+            continue
+        dtype = to_numpy_dtype(spec.dtype)
+        if np.issubdtype(dtype, np.floating):
+            out[spec.name] = rng.random(shape).astype(dtype)
+        elif dtype == np.bool_:
+            out[spec.name] = (np.arange(int(np.prod(shape, dtype=np.int64))) % 2 == 0).reshape(shape)
+        elif dtype == np.uint8:
+            out[spec.name] = rng.integers(0, 256, shape).astype(dtype)
+        else:
+            out[spec.name] = rng.integers(1, 10, shape).astype(dtype)
+    return out
+
+
+def _describe(value: np.ndarray) -> str:
+    head = value.reshape(-1)[:3].tolist()
+    more = ", ..." if value.size > 3 else ""
+    shown = ", ".join(repr(v) if isinstance(v, str) else f"{v:.3g}" if isinstance(v, float) else str(v)
+                      for v in head)
+    return f"{value.dtype.name if value.dtype != object else 'BYTES'}{list(value.shape)} [{shown}{more}]"
 
 
 class _Progress:
@@ -185,13 +244,53 @@ def _report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _levels(text: str | None, default: int) -> list[int]:
+    if text is None:
+        return [default]
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--sweep takes concurrency levels like 1,4,16,64, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise ConfigError(f"--sweep levels must be integers >= 1, got {text!r}")
+    return levels
+
+
 def bench(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
-    pipeline, example = _load(args.file, args.backend)
-    request = _request(args, pipeline, example)
-    result = asyncio.run(_drive(pipeline, request, args))
-    print(_report(result))
+    levels = _levels(args.sweep, args.concurrency)
+    if args.plot:
+        from ._bench_plot import check_plotting
+
+        check_plotting()  # fail before minutes of load, not after
+    results = []
+    request: dict[str, Any] | None = None
+    for level in levels:
+        pipeline, example = _load(args.file, backend_of(args))
+        if request is None:
+            request = _request(args, pipeline, example)
+        args.concurrency = level
+        result = asyncio.run(_drive(pipeline, request, args))
+        print(_report(result) + ("\n" if len(levels) > 1 else ""), flush=True)
+        results.append(result)
+    if len(levels) > 1:
+        print(_sweep_table(results))
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return 0 if result["ok"] else 1
+        doc: Any = results[0] if len(results) == 1 else {"sweep": results}
+        Path(args.json_path).write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    if args.plot:
+        from ._bench_plot import plot_sweep
+
+        plot_sweep(results, args.plot)
+        print(f"plot: {args.plot}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def _sweep_table(results: list[dict[str, Any]]) -> str:
+    lines = [f"  {'concurrency':>11}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}  bottleneck"]
+    for r in results:
+        lat = r["latency_s"]
+        lines.append(f"  {r['concurrency']:>11}{r['throughput_req_s']:>12,.1f}{lat['p50'] * 1e3:>10.2f}"
+                     f"{lat['p99'] * 1e3:>10.2f}  {r['bottleneck'] or '-'}")
+    return "sweep:\n" + "\n".join(lines)

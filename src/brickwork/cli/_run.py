@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..graph import load_graph
+from ._backend import add_backend_args, backend_of
 from ._io import read_inputs, tensors_to_json
 
 __all__ = ["register"]
@@ -18,7 +19,7 @@ def register(sub: Any) -> None:
     src.add_argument("--input", help="the request as JSON: {\"tensor\": [...], ...}")
     src.add_argument("--input-file", help="a JSON file with the request ('-' for stdin)")
     p.add_argument("--timeout-s", type=float, default=None, help="the request's deadline, seconds")
-    p.add_argument("--backend", default="local", help="local (default), process or ray")
+    add_backend_args(p)
     p.set_defaults(func=run)
 
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = dict(parsed.example)
     else:
         inputs = read_inputs(args.input, args.input_file)
-    with parsed.compile(backend=args.backend) as pipeline:
+    with parsed.compile(backend=backend_of(args)) as pipeline:
         result = pipeline.infer(inputs, timeout_s=args.timeout_s)
     extra = {"_rungs": result.rungs} if result.rungs else None
     print(tensors_to_json(result, extra))

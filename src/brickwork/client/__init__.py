@@ -6,7 +6,10 @@
         out = c.infer("digits", {"pixels": x})      # binary tensors by default
         out["label"], out.rungs
 
-The wire codec is :mod:`brickwork.protocol`, shared with the server, so both ends speak the same format.
+The wire codec and the envelopes (``encode_request``/``decode_response``) are
+:mod:`brickwork.protocol`, shared with the server, so both ends speak the same format.
+:class:`Client` and :class:`AsyncClient` are two thin drivers of one core: every operation is
+written once (see :mod:`brickwork.client._client`).
 Needs the ``server`` extra (httpx, orjson).
 """
 

@@ -5,87 +5,60 @@ A failed request raises the :mod:`brickwork.errors` class its status maps to (40
 ``InvalidInput``, 404 ``NotFound``, 503 ``Overloaded`` with ``retry_after_s`` …) with the
 server's message; a server that cannot be reached raises ``UpstreamError``, one that does not
 answer in time ``DeadlineExceeded``.
+
+One implementation, two thin drivers. Every operation is written once, in :class:`_Core`, as a
+generator that yields the HTTP calls it needs (:class:`_Call`) and receives their answers — no
+I/O of its own (the "sans-I/O" shape of h11 and httpx's own core). :class:`AsyncClient` drives it
+with ``await httpx.AsyncClient.request``, :class:`Client` with ``httpx.Client.request``. The
+sync path was kept on httpx's sync client rather than running the async core on a private
+event-loop thread: a loop thread adds two thread hand-offs per request (measurably slower for
+small requests) and makes the client unusable from inside a running loop's thread pool, while
+the generator core gives the same single source of logic for free. Envelopes are
+:mod:`brickwork.protocol`'s ``encode_request``/``decode_response``, shared with the server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import (
-    DeadlineExceeded,
-    InvalidInput,
-    ModelError,
-    NotFound,
-    Overloaded,
-    PayloadTooLarge,
-    RequestError,
-    Unauthorized,
-    UpstreamError,
-)
-from ..protocol import HEADER_LENGTH, decode_tensor, dumps, encode_tensor, load_json
+from .. import tracing as _tracing
+from ..errors import DeadlineExceeded, RequestError, UpstreamError
+from ..protocol import InferResponse, decode_response, encode_request, error_for_status, load_json
 from ..spec import to_numpy_dtype
 
 __all__ = ["AsyncClient", "Client", "InferResponse"]
 
-_BY_STATUS: dict[int, type[RequestError]] = {
-    400: InvalidInput, 401: Unauthorized, 404: NotFound, 413: PayloadTooLarge, 500: ModelError,
-    502: UpstreamError, 503: Overloaded, 504: DeadlineExceeded,
-}
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One HTTP call an operation needs."""
+
+    method: str
+    path: str
+    content: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None  # None: the client's
 
 
-class InferResponse(dict[str, np.ndarray]):
-    """The output tensors by name, plus the response's ``id``, ``model_name``,
-    ``parameters`` and ``rungs`` (which fallback rung answered, per ladder)."""
-
-    def __init__(self, tensors: Mapping[str, np.ndarray], *, id: str | None = None,
-                 model_name: str | None = None, parameters: Mapping[str, Any] | None = None) -> None:
-        super().__init__(tensors)
-        self.id = id
-        self.model_name = model_name
-        self.parameters = dict(parameters or {})
-        self.rungs = {k[5:]: v for k, v in self.parameters.items() if k.startswith("rung.")}
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    content: bytes
+    headers: Mapping[str, str]
 
 
-def _error(status: int, content: bytes, headers: Mapping[str, str], url: str) -> RequestError:
-    """The error for an HTTP answer; ``response_status`` on it is the status received."""
-    err = _error_of(status, content, headers, url)
-    err.response_status = status  # type: ignore[attr-defined]
-    return err
-
-
-def _error_of(status: int, content: bytes, headers: Mapping[str, str], url: str) -> RequestError:
-    try:
-        doc = load_json(content, "error")
-        message = doc.get("error") if isinstance(doc, dict) else None
-    except InvalidInput:
-        message = None
-    message = str(message or content[:300].decode("utf-8", "replace") or f"HTTP {status}")
-    message = f"{url}: HTTP {status}: {message}"
-    cls = _BY_STATUS.get(status)
-    if cls is Overloaded:
-        try:
-            retry = float(headers.get("retry-after", "1"))
-        except ValueError:
-            retry = 1.0
-        return Overloaded(message, retry)
-    if cls is UpstreamError:
-        return UpstreamError(message, status)
-    if cls is None:
-        err = RequestError(message)
-        err.status = status
-        return err
-    return cls(message)
+_Flow = Generator[_Call, _Reply, Any]
 
 
 def _as_array(value: Any, datatype: str | None) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if datatype == "BYTES" or (datatype is None and _is_text(value)):
-        arr = np.asarray(value, dtype=object)
-        return arr
+        return np.asarray(value, dtype=object)
     return np.asarray(value, dtype=to_numpy_dtype(datatype) if datatype else None)
 
 
@@ -95,131 +68,128 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str | bytes)
 
 
-def build_request(inputs: Mapping[str, Any], *, outputs: Sequence[str] | None, binary: bool,
-                  request_id: str | None, timeout_s: float | None,
-                  datatypes: Mapping[str, str] | None = None) -> tuple[dict[str, str], bytes]:
-    items, raws = [], []
-    for name, value in inputs.items():
-        item, raw = encode_tensor(name, _as_array(value, (datatypes or {}).get(name)), binary=binary)
-        items.append(item)
-        if raw is not None:
-            raws.append(raw)
-    doc: dict[str, Any] = {"inputs": items}
-    if request_id is not None:
-        doc["id"] = request_id
-    params: dict[str, Any] = {}
-    if binary:
-        params["binary_data_output"] = True
-    if timeout_s is not None:
-        params["timeout_s"] = timeout_s
-    if params:
-        doc["parameters"] = params
-    if outputs is not None:
-        doc["outputs"] = [{"name": n, "parameters": {"binary_data": binary}} for n in outputs]
-    header = dumps(doc)
-    if not raws:
-        return {"content-type": "application/json"}, header
-    return ({"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))},
-            b"".join([header, *raws]))
-
-
-def parse_response(status: int, content: bytes, headers: Mapping[str, str], url: str) -> InferResponse:
-    if status != 200:
-        raise _error(status, content, headers, url)
-    hl = headers.get(HEADER_LENGTH.lower()) or headers.get(HEADER_LENGTH)
-    try:
-        if hl is None:
-            doc, pos = load_json(content, "response"), len(content)
-        else:
-            pos = int(hl)
-            doc = load_json(memoryview(content)[:pos], "response")
-        tensors: dict[str, np.ndarray] = {}
-        for item in doc.get("outputs", []):
-            name, arr, pos = decode_tensor(item, content, pos, where="output")
-            tensors[name] = arr
-    except (InvalidInput, ValueError, AttributeError) as exc:
-        raise UpstreamError(f"{url}: malformed v2 response: {exc}", status) from None
-    return InferResponse(tensors, id=doc.get("id"), model_name=doc.get("model_name"),
-                         parameters=doc.get("parameters"))
-
-
 def _model_path(model: str, version: str | None) -> str:
     return f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
 
 
-class _Base:
-    def __init__(self, url: str, *, api_key: str | None, timeout_s: float | None,
-                 binary: bool) -> None:
+class _Core:
+    """Every client operation, once, as a generator of HTTP calls (see the module docstring)."""
+
+    def __init__(self, url: str, *, api_key: str | None, timeout_s: float | None, binary: bool) -> None:
         self.url = url.rstrip("/")
         self.binary = binary
         self.timeout_s = timeout_s
-        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._datatypes: dict[str, dict[str, str]] = {}
+        self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.datatypes: dict[str, dict[str, str]] = {}  # model -> input -> datatype
 
-    def _needs_types(self, model: str, inputs: Mapping[str, Any]) -> bool:
-        return model not in self._datatypes and any(
-            not isinstance(v, np.ndarray) for v in inputs.values())
+    def status_is_ok(self, path: str) -> _Flow:
+        reply = yield _Call("GET", path)
+        return reply.status == 200
 
-    def _remember(self, model: str, meta: Mapping[str, Any]) -> None:
-        self._datatypes[model] = {t["name"]: t["datatype"] for t in meta.get("inputs", [])}
+    def get_json(self, path: str) -> _Flow:
+        reply = yield _Call("GET", path)
+        if reply.status != 200:
+            raise error_for_status(reply.status, reply.content, reply.headers, self.url + path)
+        return load_json(reply.content, "response")
 
-    @staticmethod
-    def _transport_error(exc: Exception, url: str, timeout_s: float | None) -> RequestError:
+    def model_metadata(self, model: str, version: str | None) -> _Flow:
+        meta = dict((yield from self.get_json(_model_path(model, version))))
+        self.datatypes[model] = {t["name"]: t["datatype"] for t in meta.get("inputs", [])}
+        return meta
+
+    def metrics(self) -> _Flow:
+        reply = yield _Call("GET", "/metrics")
+        if reply.status != 200:
+            raise error_for_status(reply.status, reply.content, reply.headers, self.url + "/metrics")
+        return reply.content.decode("utf-8")
+
+    def infer(self, model: str, inputs: Mapping[str, Any], *, outputs: Sequence[str] | None,
+              binary: bool | None, timeout_s: float | None, request_id: str | None,
+              version: str | None) -> _Flow:
+        if model not in self.datatypes and any(not isinstance(v, np.ndarray) for v in inputs.values()):
+            yield from self.model_metadata(model, version)  # lists take the declared datatypes
+        types = self.datatypes.get(model, {})
+        arrays = {name: _as_array(value, types.get(name)) for name, value in inputs.items()}
+        headers, body = encode_request(arrays, outputs=outputs,
+                                       binary=self.binary if binary is None else binary,
+                                       request_id=request_id, timeout_s=timeout_s)
+        path = _model_path(model, version) + "/infer"
+        if _tracing.TRACER is not None:  # continue the caller's trace upstream (W3C traceparent)
+            headers = {**headers, **_tracing.outgoing()}
+        wait = timeout_s + 1.0 if timeout_s is not None else None
+        reply = yield _Call("POST", path, body, headers, wait)
+        return decode_response(reply.status, reply.content, reply.headers, self.url + path)
+
+    def transport_error(self, exc: Exception, call: _Call) -> RequestError:
         import httpx
 
+        where = self.url + call.path
         if isinstance(exc, httpx.TimeoutException):
-            return DeadlineExceeded(f"{url}: no answer within {timeout_s} s")
-        return UpstreamError(f"{url}: cannot reach the server: {type(exc).__name__}: {exc}")
+            wait = call.timeout_s if call.timeout_s is not None else self.timeout_s
+            return DeadlineExceeded(f"{where}: no answer within {wait} s")
+        return UpstreamError(f"{where}: cannot reach the server: {type(exc).__name__}: {exc}")
 
 
-class Client(_Base):
+def _kwargs(call: _Call) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if call.content is not None:
+        kw["content"] = call.content
+    if call.headers:
+        kw["headers"] = dict(call.headers)
+    if call.timeout_s is not None:
+        kw["timeout"] = call.timeout_s
+    return kw
+
+
+def _limits(max_connections: int) -> Any:
+    import httpx
+
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
+class Client:
     """``Client("http://127.0.0.1:8000").infer("model", {"x": array})``; thread-safe."""
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float | None = 30.0,
                  binary: bool = True, max_connections: int = 100) -> None:
         import httpx
 
-        super().__init__(url, api_key=api_key, timeout_s=timeout_s, binary=binary)
-        self._http = httpx.Client(base_url=self.url, headers=self._headers, timeout=timeout_s,
-                                  limits=httpx.Limits(max_connections=max_connections,
-                                                      max_keepalive_connections=max_connections))
+        self._core = _Core(url, api_key=api_key, timeout_s=timeout_s, binary=binary)
+        self.url, self.binary, self.timeout_s = self._core.url, binary, timeout_s
+        self._http = httpx.Client(base_url=self.url, headers=self._core.headers, timeout=timeout_s,
+                                  limits=_limits(max_connections))
 
-    def _request(self, method: str, path: str, **kw: Any) -> Any:
+    def _run(self, flow: _Flow) -> Any:
         import httpx
 
         try:
-            return self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, self.url + path, kw.get("timeout", self.timeout_s)) from exc
-
-    def _get_json(self, path: str) -> Any:
-        r = self._request("GET", path)
-        if r.status_code != 200:
-            raise _error(r.status_code, r.content, r.headers, self.url + path)
-        return load_json(r.content, "response")
+            call = next(flow)
+            while True:
+                try:
+                    r = self._http.request(call.method, call.path, **_kwargs(call))
+                except httpx.HTTPError as exc:
+                    raise self._core.transport_error(exc, call) from exc
+                call = flow.send(_Reply(r.status_code, r.content, r.headers))
+        except StopIteration as done:
+            return done.value
 
     def server_live(self) -> bool:
-        return bool(self._request("GET", "/v2/health/live").status_code == 200)
+        return bool(self._run(self._core.status_is_ok("/v2/health/live")))
 
     def server_ready(self) -> bool:
-        return bool(self._request("GET", "/v2/health/ready").status_code == 200)
+        return bool(self._run(self._core.status_is_ok("/v2/health/ready")))
 
     def server_metadata(self) -> dict[str, Any]:
-        return dict(self._get_json("/v2"))
+        return dict(self._run(self._core.get_json("/v2")))
 
     def model_ready(self, model: str, version: str | None = None) -> bool:
-        return bool(self._request("GET", _model_path(model, version) + "/ready").status_code == 200)
+        return bool(self._run(self._core.status_is_ok(_model_path(model, version) + "/ready")))
 
     def model_metadata(self, model: str, version: str | None = None) -> dict[str, Any]:
-        meta = dict(self._get_json(_model_path(model, version)))
-        self._remember(model, meta)
-        return meta
+        return dict(self._run(self._core.model_metadata(model, version)))
 
     def metrics(self) -> str:
-        r = self._request("GET", "/metrics")
-        if r.status_code != 200:
-            raise _error(r.status_code, r.content, r.headers, self.url + "/metrics")
-        return str(r.text)
+        return str(self._run(self._core.metrics()))
 
     def infer(self, model: str, inputs: Mapping[str, Any], *, outputs: Sequence[str] | None = None,
               binary: bool | None = None, timeout_s: float | None = None,
@@ -227,17 +197,10 @@ class Client(_Base):
         """Run one request. Lists are converted to the model's declared datatypes (fetched
         once from its metadata); numpy arrays are sent as they are. ``timeout_s`` becomes the
         request's deadline on the server (and bounds the HTTP wait)."""
-        if self._needs_types(model, inputs):
-            self.model_metadata(model, version)
-        headers, body = build_request(inputs, outputs=outputs, binary=self.binary if binary is None else binary,
-                                      request_id=request_id, timeout_s=timeout_s,
-                                      datatypes=self._datatypes.get(model))
-        path = _model_path(model, version) + "/infer"
-        kw: dict[str, Any] = {"content": body, "headers": headers}
-        if timeout_s is not None:
-            kw["timeout"] = timeout_s + 1.0
-        r = self._request("POST", path, **kw)
-        return parse_response(r.status_code, r.content, r.headers, self.url + path)
+        result: InferResponse = self._run(self._core.infer(
+            model, inputs, outputs=outputs, binary=binary, timeout_s=timeout_s,
+            request_id=request_id, version=version))
+        return result
 
     def close(self) -> None:
         self._http.close()
@@ -249,65 +212,59 @@ class Client(_Base):
         self.close()
 
 
-class AsyncClient(_Base):
-    """The asyncio twin of :class:`Client`: ``await AsyncClient(url).infer(...)``."""
+class AsyncClient:
+    """The asyncio face of the same core: ``await AsyncClient(url).infer(...)``."""
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float | None = 30.0,
                  binary: bool = True, max_connections: int = 100) -> None:
         import httpx
 
-        super().__init__(url, api_key=api_key, timeout_s=timeout_s, binary=binary)
-        self._http = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=timeout_s,
-                                       limits=httpx.Limits(max_connections=max_connections,
-                                                           max_keepalive_connections=max_connections))
+        self._core = _Core(url, api_key=api_key, timeout_s=timeout_s, binary=binary)
+        self.url, self.binary, self.timeout_s = self._core.url, binary, timeout_s
+        self._http = httpx.AsyncClient(base_url=self.url, headers=self._core.headers,
+                                       timeout=timeout_s, limits=_limits(max_connections))
 
-    async def _request(self, method: str, path: str, **kw: Any) -> Any:
+    async def _run(self, flow: _Flow) -> Any:
         import httpx
 
         try:
-            return await self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, self.url + path, kw.get("timeout", self.timeout_s)) from exc
-
-    async def _get_json(self, path: str) -> Any:
-        r = await self._request("GET", path)
-        if r.status_code != 200:
-            raise _error(r.status_code, r.content, r.headers, self.url + path)
-        return load_json(r.content, "response")
+            call = next(flow)
+            while True:
+                try:
+                    r = await self._http.request(call.method, call.path, **_kwargs(call))
+                except httpx.HTTPError as exc:
+                    raise self._core.transport_error(exc, call) from exc
+                call = flow.send(_Reply(r.status_code, r.content, r.headers))
+        except StopIteration as done:
+            return done.value
 
     async def server_live(self) -> bool:
-        return bool((await self._request("GET", "/v2/health/live")).status_code == 200)
+        return bool(await self._run(self._core.status_is_ok("/v2/health/live")))
 
     async def server_ready(self) -> bool:
-        return bool((await self._request("GET", "/v2/health/ready")).status_code == 200)
+        return bool(await self._run(self._core.status_is_ok("/v2/health/ready")))
 
     async def server_metadata(self) -> dict[str, Any]:
-        return dict(await self._get_json("/v2"))
+        return dict(await self._run(self._core.get_json("/v2")))
 
     async def model_ready(self, model: str, version: str | None = None) -> bool:
-        r = await self._request("GET", _model_path(model, version) + "/ready")
-        return bool(r.status_code == 200)
+        return bool(await self._run(self._core.status_is_ok(_model_path(model, version) + "/ready")))
 
     async def model_metadata(self, model: str, version: str | None = None) -> dict[str, Any]:
-        meta = dict(await self._get_json(_model_path(model, version)))
-        self._remember(model, meta)
-        return meta
+        return dict(await self._run(self._core.model_metadata(model, version)))
+
+    async def metrics(self) -> str:
+        return str(await self._run(self._core.metrics()))
 
     async def infer(self, model: str, inputs: Mapping[str, Any], *,
                     outputs: Sequence[str] | None = None, binary: bool | None = None,
                     timeout_s: float | None = None, request_id: str | None = None,
                     version: str | None = None) -> InferResponse:
-        if self._needs_types(model, inputs):
-            await self.model_metadata(model, version)
-        headers, body = build_request(inputs, outputs=outputs, binary=self.binary if binary is None else binary,
-                                      request_id=request_id, timeout_s=timeout_s,
-                                      datatypes=self._datatypes.get(model))
-        path = _model_path(model, version) + "/infer"
-        kw: dict[str, Any] = {"content": body, "headers": headers}
-        if timeout_s is not None:
-            kw["timeout"] = timeout_s + 1.0
-        r = await self._request("POST", path, **kw)
-        return parse_response(r.status_code, r.content, r.headers, self.url + path)
+        """As :meth:`Client.infer`."""
+        result: InferResponse = await self._run(self._core.infer(
+            model, inputs, outputs=outputs, binary=binary, timeout_s=timeout_s,
+            request_id=request_id, version=version))
+        return result
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -14,7 +14,9 @@ import numpy as np
 from .. import plan as p
 from ..adapters import LOSSLESS_CASTS
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
-from ..spec import Tensors, dtype_of, to_numpy_dtype
+from ..faults import DEFAULT_RUNG, moves_down, unready
+from ..faults import ladders as _ladders
+from ..spec import Tensors, TensorSpec, dtype_of, to_numpy_dtype
 from ._backend import StageRunner
 from ._combine import combine
 
@@ -39,11 +41,12 @@ class InferResult(dict[str, np.ndarray]):
 
 
 class _Request:
-    __slots__ = ("deadline", "rungs")
+    __slots__ = ("deadline", "rungs", "visited")
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.rungs: dict[str, str] = {}
+        self.visited = 0  # bit i: the request reached stage i
 
 
 class Executor:
@@ -51,8 +54,24 @@ class Executor:
         self.plan = plan
         self.stages = stages
         self._primary = {lad.name: lad.rungs[0][0] for lad in _ladders(plan.root)}
+        # Who is still on the way to each stage: requests that entered minus those that reached
+        # the stage or left without it. A stage's batch waits for company only while some are.
+        self._bit = {name: 1 << i for i, name in enumerate(stages)}
+        self._all = (1 << len(stages)) - 1
+        self._entered = 0
+        self._reached = [0] * len(stages)  # per stage: requests that reached it, or left without
+        for i, runner in enumerate(stages.values()):
+            target = getattr(runner, "inner", runner)  # under a fault-policy guard
+            expect_from = getattr(target, "expect_from", None)
+            if expect_from is not None:
+                expect_from(self._coming_to(i))
         # per ladder, how often each rung answered (the primary's label included)
         self.rung_counts: dict[str, dict[str, int]] = {name: {} for name in self._primary}
+        # zero items is a valid batch: a row-wise stage answers it with empty outputs of its
+        # declared shapes, without a call (a brick need not handle a batch of 0)
+        self._empty = {name: ({s.name: empty_like_spec(s) for s in st.signature.outputs}
+                              if getattr(st.brick, "rowwise", True) else None)
+                       for name, st in plan.stages.items()}
         # the hot path: the plan tree turned into closures once, so a request does no dispatch
         self._entry = self._compile(plan.root)
         self._outputs = tuple(s.name for s in plan.outputs)
@@ -113,8 +132,30 @@ class Executor:
     async def run(self, inputs: Tensors, *, timeout_s: float | None = None) -> InferResult:
         request = _Request(time.monotonic() + timeout_s if timeout_s else None)
         env = dict(inputs)
-        await self._entry(env, request)
+        self._entered += 1
+        try:
+            await self._entry(env, request)
+        finally:
+            if request.visited != self._all:
+                self._left(request.visited)
         return InferResult({name: env[name] for name in self._outputs}, request.rungs, self._primary)
+
+    def _coming_to(self, i: int) -> Callable[[], int]:
+        reached = self._reached
+        return lambda: self._entered - reached[i]
+
+    def _reach(self, stage: str, req: _Request) -> None:
+        bit = self._bit[stage]
+        if not req.visited & bit:
+            req.visited |= bit
+            self._reached[bit.bit_length() - 1] += 1
+
+    def _left(self, visited: int) -> None:
+        """A request left without reaching some stages: it is no longer on its way to them."""
+        reached = self._reached
+        for i in range(len(reached)):
+            if not visited >> i & 1:
+                reached[i] += 1
 
     # -- the compiled hot path ---------------------------------------------------------
     def _compile(self, step: p.PlanStep) -> Callable[[Tensors, _Request], Awaitable[None]]:
@@ -138,11 +179,18 @@ class Executor:
     def _compile_call(self, call: p.Call) -> Callable[[Tensors, _Request], Awaitable[None]]:
         submit = self.stages[call.stage].submit
         stage = call.stage
+        empty = self._empty[stage]  # the answer to zero items, or None: call the brick anyway
         plain = tuple((b.port, b.source) for b in call.bindings if not b.adapters)
         adapted = tuple((b.port, b.source, b.adapters) for b in call.bindings if b.adapters)
         publish = call.publish
+        bit = self._bit[stage]
+        reached = self._reached
+        index = bit.bit_length() - 1
 
         async def run_call(env: Tensors, req: _Request) -> None:
+            if not req.visited & bit:
+                req.visited |= bit
+                reached[index] += 1
             deadline = req.deadline
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExceeded(f"deadline passed before stage {stage!r}")
@@ -152,7 +200,7 @@ class Executor:
                 for adapter in adapters:
                     value = adapter.apply(value)
                 args[port] = value
-            out = await submit(args, deadline)
+            out = empty if empty is not None and _no_items(args) else await submit(args, deadline)
             try:
                 for port, name in publish:
                     env[name] = out[port]
@@ -190,6 +238,7 @@ class Executor:
             raise TypeError(f"unknown plan step {step!r}")
 
     async def _call(self, call: p.Call, env: Tensors, req: _Request) -> None:
+        self._reach(call.stage, req)
         if req.deadline is not None and time.monotonic() >= req.deadline:
             raise DeadlineExceeded(f"deadline passed before stage {call.stage!r}")
         args: Tensors = {}
@@ -198,7 +247,9 @@ class Executor:
             for adapter in b.adapters:
                 value = adapter.apply(value)
             args[b.port] = value
-        out = await self.stages[call.stage].submit(args, req.deadline)
+        empty = self._empty[call.stage]
+        out = (empty if empty is not None and _no_items(args)
+               else await self.stages[call.stage].submit(args, req.deadline))
         for port, name in call.publish:
             try:
                 env[name] = out[port]
@@ -209,6 +260,9 @@ class Executor:
     async def _route(self, route: p.Route, env: Tensors, req: _Request) -> None:
         keys = env[route.on]
         n = len(keys)
+        if n == 0:  # no items, no branch: empty outputs of the switch's declared shapes
+            env.update({spec.name: empty_like_spec(spec) for spec in route.outputs})
+            return
         values = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys.tolist()]
         branch_of: dict[Any, list[int]] = {}
         lookup = {v: i for i, (v, _) in enumerate(route.cases)}
@@ -250,7 +304,7 @@ class Executor:
             try:
                 await self._run(step, attempt, req)
             except RequestError as exc:
-                if not _triggers(exc, ladder.on):
+                if not moves_down(exc, ladder.on):
                     raise
                 last = exc
                 continue
@@ -263,9 +317,9 @@ class Executor:
             n = _batch_size(env)
             for name, item in ladder.default.items():
                 env[name] = np.repeat(item[np.newaxis, ...], n, axis=0)
-            req.rungs[ladder.name] = "default"
+            req.rungs[ladder.name] = DEFAULT_RUNG
             counts = self.rung_counts[ladder.name]
-            counts["default"] = counts.get("default", 0) + 1
+            counts[DEFAULT_RUNG] = counts.get(DEFAULT_RUNG, 0) + 1
             return
         assert last is not None
         raise last
@@ -275,39 +329,22 @@ class Executor:
     def unready(self) -> list[str]:
         """Why the pipeline cannot answer now (empty when it can): a required stage with no
         live replica (or an open circuit) that no fallback rung or default answer covers."""
-        return self._unready(self.plan.root)
-
-    def _unready(self, step: p.PlanStep) -> list[str]:
-        if isinstance(step, p.Call):
-            runner = self.stages[step.stage]
-            available = getattr(runner, "available", None)
-            ok = available() if available is not None else runner.live_replicas() > 0
-            return [] if ok else [f"stage {step.stage!r} has no live replica or its circuit is open"]
-        if isinstance(step, p.Ladder):
-            reasons = []
-            for _, rung in step.rungs:
-                why = self._unready(rung)
-                if not why:
-                    return []
-                reasons += why
-            return [] if step.default is not None else reasons
-        children: tuple[p.PlanStep, ...]
-        if isinstance(step, p.Seq | p.Par):
-            children = step.steps
-        elif isinstance(step, p.Vote):
-            children = step.members
-        elif isinstance(step, p.Route):
-            children = tuple(s for _, s in step.cases) + ((step.default,) if step.default else ())
-        else:
-            assert isinstance(step, p.Scope)
-            children = (step.step,)
-        return [r for c in children for r in self._unready(c)]
+        return unready(self.plan.root, self.stages)
 
 
-def _triggers(exc: RequestError, on: str) -> bool:
-    if on == "any":
-        return not isinstance(exc, InvalidInput)
-    return exc.is_machinery
+def empty_like_spec(spec: TensorSpec) -> np.ndarray:
+    """An answer of zero items for ``spec``: axis 0 is 0, other dynamic dimensions 0 too."""
+    dtype = object if spec.dtype == "BYTES" else to_numpy_dtype(spec.dtype)
+    shape = (0, *(max(d, 0) for d in spec.shape[1:])) if spec.shape else (0,)
+    return np.empty(shape, dtype=dtype)
+
+
+def _no_items(args: Tensors) -> bool:
+    """Does this call carry zero items (axis 0 of length 0)?"""
+    for value in args.values():
+        if value.ndim:
+            return value.shape[0] == 0
+    return False
 
 
 def _batch_size(env: Tensors) -> int:
@@ -329,25 +366,3 @@ async def _all(coros: Any) -> None:
         for t in tasks:
             t.cancel()
         raise
-
-
-def _ladders(step: p.PlanStep) -> list[p.Ladder]:
-    found: list[p.Ladder] = []
-    if isinstance(step, p.Ladder):
-        found.append(step)
-        for _, s in step.rungs:
-            found += _ladders(s)
-    elif isinstance(step, p.Seq | p.Par):
-        for s in step.steps:
-            found += _ladders(s)
-    elif isinstance(step, p.Route):
-        for _, s in step.cases:
-            found += _ladders(s)
-        if step.default is not None:
-            found += _ladders(step.default)
-    elif isinstance(step, p.Vote):
-        for s in step.members:
-            found += _ladders(s)
-    elif isinstance(step, p.Scope):
-        found += _ladders(step.step)
-    return found

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .. import tracing as _tracing
 from ..errors import DeadlineExceeded, ModelError, RequestError
 from ..plan import StagePlan
 from ..spec import Tensors
@@ -201,6 +202,8 @@ class ThreadReplica:
             ) -> asyncio.Future[RunResult]:
         self.batches += 1
         loop = asyncio.get_running_loop()
+        if _tracing.TRACER is not None:  # the worker thread runs in the batch span's context
+            return loop.run_in_executor(self._pool, _tracing.in_context(_timed_call), self.stage, parts, wanted)
         if len(parts) > 1 and len(parts) * sum(v.nbytes for v in parts[0].values()) > MERGE_ON_LOOP_BYTES:
             return loop.run_in_executor(self._pool, _timed_call, self.stage, parts, wanted)
         # A small batch is merged here, on the event loop, not on the worker thread: numpy lets

@@ -9,7 +9,8 @@ with a reference into the request arena instead of being copied. An arena that i
 replaced by a larger one (the parent grows it; the worker maps the new name on first use).
 
 BYTES (object) tensors have no fixed layout; they travel pickled in the control message and are
-counted as ``pickled`` bytes.
+counted as ``pickled`` bytes. So does any tensor when /dev/shm has no room for its arena
+(:class:`NoSharedMemory`): the pipe carries messages of any size, slower but whole.
 
 The worker maps arenas with ``mmap`` directly rather than ``SharedMemory``: on Python < 3.13
 attaching a ``SharedMemory`` registers it with the resource tracker, which would unlink the
@@ -18,6 +19,7 @@ parent's segment when the worker exits.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import secrets
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ALIGN", "Arena", "TensorRef", "WorkerArena", "layout"]
+__all__ = ["ALIGN", "Arena", "NoSharedMemory", "TensorRef", "WorkerArena", "layout"]
 
 ALIGN = 64
 
@@ -49,7 +51,12 @@ class TensorRef:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # a plain tuple pickles in a third of the time a slotted dataclass's state does; a ref
+        # crosses the pipe in every batch's message, both ways
+        return (TensorRef, (self.name, self.dtype, self.shape, self.offset, self.arena))
 
 
 def layout(specs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> tuple[dict[str, int], int]:
@@ -63,19 +70,39 @@ def layout(specs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> tuple[
 
 
 def _view(buf: Any, ref: TensorRef) -> np.ndarray:
-    dtype = np.dtype(ref.dtype)
-    count = int(np.prod(ref.shape, dtype=np.int64))
-    return np.frombuffer(buf, dtype=dtype, count=count, offset=ref.offset).reshape(ref.shape)
+    # np.ndarray over the buffer: ~2 us, against ~15 us for np.prod + frombuffer + reshape (a
+    # view is taken per tensor per batch, on both sides of a process worker)
+    return np.ndarray(ref.shape, dtype=ref.dtype, buffer=buf, offset=ref.offset)
+
+
+class NoSharedMemory(Exception):
+    """/dev/shm has no room for an arena of this size (the caller falls back to the pipe)."""
 
 
 class Arena:
-    """A shared-memory segment created and owned by this (the parent) process."""
+    """A shared-memory segment created and owned by this (the parent) process.
+
+    Its pages are allocated up front (``posix_fallocate``): creating a segment only sets its
+    size, and on a full tmpfs the first write to a page that cannot be backed is a SIGBUS
+    that kills whichever process touches it. Allocated at creation, a full /dev/shm is an
+    ``ENOSPC`` here instead (:class:`NoSharedMemory`), and no later write can fault."""
 
     def __init__(self, size: int, label: str) -> None:
         self.size = max(_align(size), ALIGN)
         name = f"bw_{os.getpid()}_{label}_{secrets.token_hex(4)}"
-        self._shm = shared_memory.SharedMemory(name=name, create=True, size=self.size)
+        try:
+            self._shm = shared_memory.SharedMemory(name=name, create=True, size=self.size)
+        except OSError as exc:
+            raise NoSharedMemory(f"cannot create a {self.size}-byte arena in /dev/shm: {exc}") from exc
         self.name = self._shm.name
+        fallocate = getattr(os, "posix_fallocate", None)
+        if fallocate is not None:
+            try:
+                fallocate(self._shm._fd, 0, self.size)  # type: ignore[attr-defined]
+            except OSError as exc:
+                self.release()
+                raise NoSharedMemory(f"/dev/shm has no room for a {self.size}-byte arena: "
+                                     f"{exc.strerror or exc}") from exc
 
     def view(self, ref: TensorRef) -> np.ndarray:
         return _view(self._shm.buf, ref)

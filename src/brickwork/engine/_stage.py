@@ -2,9 +2,13 @@
 
 ``submit`` queues the request and *pumps*: while a replica is free and a batch is due, the
 batch goes to the least-loaded live replica; a completed batch pumps again; a batch that is not
-due yet arms one timer. There is no dispatcher task, so an in-process hop costs one future. An
-``inline`` stage that is idle with nothing queued runs the request right away (a batch is
-whatever is queued when the brick is free).
+due yet arms one timer. A batch that is not full waits for company (``max_delay_s``) only while
+other requests are on their way to this stage: the executor tells the stage how many requests
+in flight have not reached it yet (:meth:`Stage.expect_from`); when none has, a free replica
+takes what is queued at once, so light traffic pays no batching delay. There is no dispatcher
+task, so an in-process hop costs one future. An ``inline`` stage without ``max_delay_s`` that
+is idle with nothing queued runs the request right away (a batch is whatever is queued when the
+brick is free).
 
 Failures: when a merged batch raises a request error (the model's fault), its requests are run
 again one by one so only the culprit fails. When a worker dies holding a batch
@@ -19,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .. import tracing as _tracing
 from ..batching import BatchQueue, LatencyProfile, Pending, batch_key, rows_of
 from ..errors import DeadlineExceeded, ModelError, RequestError, WorkerCrashed
 from ..plan import StagePlan
@@ -53,12 +58,14 @@ class Stage:
             and batching.max_delay_s is None and profile is None
             else None
         )
+        self.scaler: Any = None  # the stage's Autoscaler, when its replicas follow the load
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._pumping = False
         self._pump_soon = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._coming: Callable[[], int] | None = None
         for r in self.replicas:
             if hasattr(r, "on_change"):
                 r.on_change = self._pump  # a worker died or came back: dispatch again
@@ -73,16 +80,19 @@ class Stage:
             raise WorkerCrashed(f"stage {self.name!r} is shut down")
         rows = rows_of(inputs)
         inline = self._inline
-        if inline is not None and inline.inflight == 0 and not self.queue:
+        if inline is not None and inline.inflight == 0 and not self.queue and _tracing.TRACER is None:
             return self._run_inline_now(inline, inputs, rows)
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         key = batch_key(inputs)
         fut: asyncio.Future[Tensors] = loop.create_future()
-        self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut)])
+        ctx = None if _tracing.TRACER is None else _tracing.current()
+        self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut, trace=ctx)])
         if not self._pump_soon:  # pump once this loop tick's other callers have queued too
             self._pump_soon = True
             loop.call_soon(self._pump_later)
+        if deadline is None:  # no timer to arm: skip a coroutine frame per request
+            return await fut
         return await self._wait(fut, deadline, loop)
 
     def stats(self) -> Mapping[str, Any]:
@@ -94,6 +104,8 @@ class Stage:
             "restarts": sum(getattr(r, "restarts", 0) for r in self.replicas),
             "hangs": sum(getattr(r, "hangs", 0) for r in self.replicas),
         }
+        if self.scaler is not None:
+            extra["autoscale"] = self.scaler.info()
         if self.profile is not None:
             extra["latency_profile_s"] = self.profile.measured
             extra["latency_limit"] = self.queue.limit()
@@ -102,8 +114,32 @@ class Stage:
     def reset_stats(self) -> None:
         self.stats_.reset()
 
+    def expect_from(self, coming: Callable[[], int]) -> None:
+        """``coming()``: how many requests in flight may still reach this stage (the executor
+        counts them). Without it the stage waits out ``max_delay_s`` whatever the traffic."""
+        self._coming = coming
+
     def live_replicas(self) -> int:
         return sum(1 for r in self.replicas if r.alive)
+
+    def add_replica(self, replica: Replica) -> None:
+        """A started replica joins the stage (autoscaling) and takes work at once."""
+        if hasattr(replica, "on_change"):
+            replica.on_change = self._pump
+        self.replicas.append(replica)
+        self.stats_.replicas = len(self.replicas)
+        self._inline = None
+        self._pump()
+
+    def remove_idle_replica(self) -> Replica | None:
+        """Take the newest replica that holds no batch out of the stage (the caller stops it);
+        None when every replica but the first is busy. The first is never removed."""
+        for replica in reversed(self.replicas[1:]):
+            if replica.inflight == 0:
+                self.replicas.remove(replica)
+                self.stats_.replicas = len(self.replicas)
+                return replica
+        return None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -185,15 +221,18 @@ class Stage:
                             f"stage {self.name!r} has no live replica (its workers keep dying)"))
                     return
                 now = time.monotonic()
-                busy = replica.inflight > 0  # only a full batch may queue behind a running one
-                batch = self.queue.take(now, full_only=busy)
+                # only a full batch may queue behind a running one, unless the replica is far
+                # away (a Ray actor: a round trip costs more than a partial batch saves)
+                busy = replica.inflight > 0 and not getattr(replica, "remote", False)
+                coming = None if self._coming is None else self._coming()
+                batch = self.queue.take(now, full_only=busy, coming=coming)
                 if batch.expired:
                     self._fail(batch.expired, DeadlineExceeded(
                         f"deadline passed while queued in stage {self.name!r}"))
                 if not batch.requests and busy:
                     return
                 if not batch.requests:
-                    due = self.queue.due_in(now)
+                    due = self.queue.due_in(now, coming=coming)
                     if due is None or due > 0:
                         if due is not None:
                             self._arm(now + due)
@@ -216,7 +255,10 @@ class Stage:
         self._timer = None
         self._pump()
 
-    def _launch(self, replica: Replica, requests: list[Pending], now: float) -> None:
+    def _launch(self, replica: Replica, requests: list[Pending], now: float, traced: bool = False) -> None:
+        if _tracing.TRACER is not None and not traced:
+            self._launch_traced(replica, requests, now)
+            return
         for r in requests:
             self.stats_.waited(now - r.enqueued)
         replica.inflight += 1
@@ -242,6 +284,31 @@ class Stage:
         fut.add_done_callback(lambda f: self._finished(
             replica, requests, t0, None if f.cancelled() or f.exception() else f.result(),
             WorkerCrashed(f"stage {self.name!r}: batch cancelled") if f.cancelled() else f.exception()))
+
+    def _launch_traced(self, replica: Replica, requests: list[Pending], now: float) -> None:
+        """``_launch`` inside a span for the batch (tracing on): the replica's call, and a remote
+        brick's request upstream, run in its context."""
+        kind = type(replica).__name__
+        span, token = _tracing.batch_span(self.name, [r.trace for r in requests], sum(r.rows for r in requests),
+                                          kind)
+        waiters = [r.waiter for r in requests if r.waiter is not None]
+        try:
+            self._launch(replica, requests, now, traced=True)
+        finally:
+            _tracing.detach(token)
+        pending = [w for w in waiters if not w.done()]
+        if not pending:
+            _tracing.end_batch(span, _first_error(waiters))
+            return
+        left = [len(pending)]
+
+        def done(fut: Any) -> None:
+            left[0] -= 1
+            if not left[0]:
+                _tracing.end_batch(span, _first_error(waiters))
+
+        for w in pending:
+            w.add_done_callback(done)
 
     def _finished(self, replica: Replica, requests: list[Pending], t0: float,
                   result: RunResult | None, exc: BaseException | None) -> None:
@@ -310,3 +377,7 @@ class Stage:
                 failed += 1
         if failed:
             self.stats_.error(type(exc).__name__, failed)
+
+
+def _first_error(waiters: list[Any]) -> BaseException | None:
+    return next((w.exception() for w in waiters if w.done() and not w.cancelled() and w.exception()), None)

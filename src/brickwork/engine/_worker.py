@@ -5,7 +5,9 @@ a :class:`~brickwork.bricks.BrickSpec` (never a pickled live model), loads and w
 device, says :class:`WorkerReady`, then answers each :class:`RunBatch` with a
 :class:`BatchDone` or :class:`BatchFailed`, and each :class:`Ping` (the engine's heartbeat,
 sent while the worker is idle) with a :class:`Pong`. Tensors stay in the shared-memory arenas; messages
-carry only :class:`~brickwork.engine._shm.TensorRef` s (and BYTES tensors, pickled).
+carry only :class:`~brickwork.engine._shm.TensorRef` s (and BYTES tensors, pickled; so do
+all tensors of a batch whose arena /dev/shm had no room for, named ``""``). :class:`Forget`
+unmaps arenas the engine released.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..errors import ModelError, RequestError
 from ..spec import Tensors
 from ._shm import ALIGN, TensorRef, WorkerArena
 
-__all__ = ["BatchDone", "BatchFailed", "Ping", "Pong", "RunBatch", "Shutdown", "WorkerFailed",
+__all__ = ["BatchDone", "BatchFailed", "Forget", "Ping", "Pong", "RunBatch", "Shutdown", "WorkerFailed",
            "WorkerReady", "WorkerStart", "worker_main"]
 
 
@@ -82,6 +84,13 @@ class Shutdown:
 
 
 @dataclass(frozen=True, slots=True)
+class Forget:
+    """The engine released these arenas (idle): unmap them, so /dev/shm gets the room back."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     seq: int
 
@@ -108,7 +117,10 @@ class _Arenas:
         self._maps: dict[str, WorkerArena] = {}
         self._limit = limit
 
-    def get(self, name: str, keep: tuple[str, str]) -> WorkerArena:
+    def get(self, name: str, keep: tuple[str, str]) -> WorkerArena | None:
+        """The arena ``name`` (None for "": no arena, the tensors came in the message)."""
+        if not name:
+            return None
         arena = self._maps.pop(name, None) or WorkerArena(name)
         self._maps[name] = arena  # most recently used last
         stale = (n for n in list(self._maps) if n not in keep)
@@ -116,12 +128,16 @@ class _Arenas:
             del self._maps[next(stale)]
         return arena
 
+    def forget(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._maps.pop(name, None)  # unmapped once the last view of it is gone
+
 
 def _run(brick: Any, msg: RunBatch, arenas: _Arenas) -> BatchDone | BatchFailed:
     keep = (msg.in_arena, msg.out_arena)
     ain = arenas.get(msg.in_arena, keep)
     aout = arenas.get(msg.out_arena, keep)
-    inputs: Tensors = {ref.name: ain.view(ref) for ref in msg.inputs}
+    inputs: Tensors = {ref.name: ain.view(ref) for ref in msg.inputs} if ain is not None else {}
     inputs.update(msg.pickled)
     t0 = time.perf_counter()
     try:
@@ -139,12 +155,12 @@ def _run(brick: Any, msg: RunBatch, arenas: _Arenas) -> BatchDone | BatchFailed:
         if arr.dtype.hasobject:
             pickled[name] = arr
             continue
-        offset = ain.offset_of(arr)
+        offset = ain.offset_of(arr) if ain is not None else None
         if offset is not None:  # a pass-through: answer with where it already is
             refs.append(TensorRef(name, arr.dtype.str, arr.shape, offset, "in"))
             continue
         end = at + arr.nbytes
-        if end <= aout.size:
+        if aout is not None and end <= aout.size:
             aout.write(arr, at)
             refs.append(TensorRef(name, arr.dtype.str, arr.shape, at, "out"))
             copied += arr.nbytes
@@ -184,5 +200,8 @@ def worker_main(start: WorkerStart, conn: Connection) -> None:
             return
         if isinstance(msg, Ping):
             conn.send(Pong(msg.seq))
+            continue
+        if isinstance(msg, Forget):
+            arenas.forget(msg.names)
             continue
         conn.send(_run(brick, msg, arenas))

@@ -31,10 +31,11 @@ class _Actor:
 
 
 def init(address: str | None) -> None:
-    import ray
+    """Join the cluster at ``address``, or start a private Ray instance on 127.0.0.1 (the same
+    connection the ray serving backend makes; nothing when this process is connected)."""
+    from ..cluster import connect
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect(address)
 
 
 class RayClient:

@@ -3,7 +3,9 @@
 from ..plan import Plan, StagePlan
 from ._compile import compile_plan
 from ._dump import dump_graph, render
-from ._nodes import brick, function, http, onnx, sklearn, torch, transformers
+from ._nodes import brick, cast, function, http, onnx, sklearn, torch, transformers
+from ._picture import Picture, draw, to_png, to_svg
+from ._schema import json_schema, json_schema_text, reference_markdown
 from ._steps import (
     Ensemble,
     Fallback,
@@ -23,8 +25,9 @@ from ._steps import (
 from ._yaml import PipelineFile, load_graph, load_pipeline, parse_pipeline
 
 __all__ = [
-    "Ensemble", "Fallback", "Graph", "Node", "Parallel", "PipelineFile", "Plan", "Sequence_",
-    "StagePlan", "Step", "Switch", "brick", "compile_plan", "dump_graph", "ensemble", "fallback",
-    "function", "graph", "group", "http", "load_graph", "load_pipeline", "onnx", "parallel",
-    "parse_pipeline", "render", "sklearn", "switch", "torch", "transformers",
+    "Ensemble", "Fallback", "Graph", "Node", "Parallel", "Picture", "PipelineFile", "Plan", "Sequence_",
+    "StagePlan", "Step", "Switch", "brick", "cast", "compile_plan", "draw", "dump_graph", "ensemble",
+    "fallback", "function", "graph", "group", "http", "json_schema", "json_schema_text",
+    "load_graph", "load_pipeline", "onnx", "parallel", "parse_pipeline", "reference_markdown",
+    "render", "sklearn", "switch", "to_png", "to_svg", "torch", "transformers",
 ]

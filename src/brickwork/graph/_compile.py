@@ -82,6 +82,9 @@ class _Compiler:
                 f"duplicate brick name {node.name!r}: two different bricks share it; "
                 "give one another name"
             )
+        bind = getattr(node.brick, "bind", None)
+        if callable(bind):  # a brick whose ports follow the edge (bw.cast): show it the specs
+            bind(lambda port: _spec_here(env, node.reads(port)))
         sig = node.brick.signature
         bindings = []
         for port in sig.inputs:
@@ -105,9 +108,13 @@ class _Compiler:
                 or ("thread" if getattr(node.brick, "blocking", True) else "inline"),
             )
         published: dict[str, _Tensor] = {}
+        # a brick that replaces the tensors it reads (bw.cast) may republish their names
+        replaced = ({node.reads(i.name) for i in sig.inputs}
+                    if getattr(node.brick, "replaces_inputs", False) else set())
         for port in sig.outputs:
             name = node.publishes(port.name)
-            self._check_new(name, env, f"brick {node.name!r} output {port.name!r}")
+            if name not in replaced:
+                self._check_new(name, env, f"brick {node.name!r} output {port.name!r}")
             published[name] = _Tensor(port.renamed(name), f"brick {node.name!r} output {port.name!r}")
         publish = tuple((o.name, node.publishes(o.name)) for o in sig.outputs)
         return p.Call(node.name, tuple(bindings), publish), published
@@ -280,6 +287,13 @@ class _Compiler:
         for n in published:
             self._check_new(n, env, f"graph {g.name!r}")
         return p.Scope(g.name, plan, tuple(names)), published
+
+
+def _spec_here(env: _Env, name: str) -> TensorSpec | None:
+    t = env.tensors.get(name)
+    if t is not None:
+        return t.spec.renamed(name)
+    return env.inferred.get(name)
 
 
 def _label(step: Step, index: int) -> str:

@@ -2,49 +2,104 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import plan as p
 from ..errors import ConfigError
-from ..options import Batching, Breaker, FaultPolicy, StageOptions
+from ..options import STAGE_KEYS, StageOptions
 from ._steps import Ensemble, Fallback, Graph, Node, Parallel, Sequence_, Step, Switch
 
 __all__ = ["dump_graph", "render"]
 
 
-def _non_default(obj: Any) -> dict[str, Any]:
+def _non_default(obj: Any, base: Any = None) -> dict[str, Any]:
+    """Fields of ``obj`` that differ from ``base`` (default: the class's defaults)."""
     out = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        default = f.default_factory() if callable(f.default_factory) else f.default
+        if base is not None:
+            default = getattr(base, f.name)
+        else:
+            default = f.default_factory() if callable(f.default_factory) else f.default
         if value != default:
             out[f.name] = _plain(value)
     return out
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Batching | Breaker):
+    if is_dataclass(value) and not isinstance(value, type):  # Batching, Breaker, RayPlacement…
         return _non_default(value)
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     return value
 
 
-def _stage_options(options: StageOptions) -> dict[str, Any]:
-    out = {k: v for k, v in _non_default(options).items() if k != "policy"}
-    if options.batching is not None:
+def _stage_options(options: StageOptions, base: StageOptions | None = None) -> dict[str, Any]:
+    """The stage-option keys (STAGE_KEYS, policy fields flat) where ``options`` differs from
+    ``base``: what the loader must apply to ``base`` to get ``options`` back. A brick entry's
+    base is the file's ``defaults:`` without batching, as the loader reads it."""
+    base = base or StageOptions()
+    out = {k: v for k, v in _non_default(options, base).items() if k != "policy"}
+    if options.batching is not None and "batching" in out:
         out["batching"] = _non_default(options.batching)
-    out.update(_non_default(options.policy) if options.policy != FaultPolicy() else {})
+    if "autoscale" in out or ("replicas" in out and options.autoscale is not None):
+        # YAML spells autoscaling replicas: {min, max, ...}; a count replaces a range
+        out.pop("autoscale", None)
+        out["replicas"] = (_plain(options.autoscale) if options.autoscale is not None
+                           else options.replicas)
+    out.update(_non_default(options.policy, base.policy))
+    assert set(out) <= STAGE_KEYS  # the loader reads exactly these keys
     return out
 
 
+# config keys that hold a file or folder path, by brick kind
+_PATH_KEYS = ("onnx", "sklearn", "torch", "transformers", "converted")
+
+
 class _Dumper:
-    def __init__(self) -> None:
+    def __init__(self, base: StageOptions, folder: Path | None = None) -> None:
+        self.base = base
         self.bricks: dict[str, Any] = {}
         self.graphs: dict[str, Any] = {}
+        self.folder = folder  # where the YAML goes (None: text only)
+
+    def files(self, node: Node, spec: Any, entry: dict[str, Any]) -> None:
+        """Make the brick's file paths hold in the written file: a file the brick wrote to its
+        own temporary folder (an in-memory model) is copied beside the YAML, or refused when
+        there is no YAML path; other paths are written relative to the YAML's folder."""
+        owned = getattr(node.brick, "_tmp", None)
+        for key in _PATH_KEYS:
+            value = entry.get(key)
+            if not isinstance(value, str) or not value:
+                continue
+            src = Path(value) if Path(value).is_absolute() else Path(spec.base_dir) / value
+            temporary = owned is not None and src.resolve().is_relative_to(Path(owned).resolve())
+            if temporary and self.folder is None:
+                raise ConfigError(
+                    f"brick {node.name!r} holds an in-memory model; its file {str(src)!r} is a "
+                    "temporary one, deleted when this process exits, so a YAML naming it would "
+                    "not load later. Give dump_graph(graph, path='pipeline.yaml') to write the "
+                    f"model beside the YAML (as {node.name}{src.suffix})")
+            if self.folder is None:
+                continue
+            if temporary:
+                dest = self.folder / f"{node.name}{src.suffix}"
+                if src.is_dir():
+                    shutil.copytree(src, dest, dirs_exist_ok=True)
+                else:
+                    shutil.copyfile(src, dest)
+                entry[key] = dest.name
+            else:
+                entry[key] = os.path.relpath(src.resolve(), self.folder.resolve())
 
     def node(self, node: Node) -> str:
         if node.name not in self.bricks:
@@ -53,7 +108,8 @@ class _Dumper:
                 raise ConfigError(f"brick {node.name!r} has no spec(); it cannot be written to YAML")
             spec = make_spec()
             entry: dict[str, Any] = dict(spec.config)
-            entry.update(_stage_options(node.options))
+            self.files(node, spec, entry)
+            entry.update(_stage_options(node.options, self.base))
             rename = {k: dict(v) for k, v in (("inputs", node.inputs), ("outputs", node.outputs)) if v}
             if rename:
                 entry["rename"] = rename
@@ -99,6 +155,8 @@ class _Dumper:
                 tail["default"] = {k: _plain_value(v) for k, v in step.default.items()}
             if step.on != "machinery":
                 tail["on"] = step.on
+            if step.name is not None:
+                tail["name"] = step.name
             if tail:
                 ladder.append(tail)
             return {"fallback": ladder}
@@ -116,11 +174,20 @@ def _plain_value(v: Any) -> Any:
     return v.tolist() if hasattr(v, "tolist") else v
 
 
-def dump_graph(graph: Graph, *, defaults: StageOptions | None = None,
+def dump_graph(graph: Graph, path: str | Path | None = None, *, defaults: StageOptions | None = None,
                example: Any = None) -> str:
     """The YAML text of a graph whose bricks all have a ``spec()`` (built from files or
-    importable functions)."""
-    d = _Dumper()
+    importable functions); with ``path``, also written there, with every model file path
+    relative to it and in-memory models (``bw.sklearn(estimator)``, ``bw.torch(module)``)
+    saved beside it as ``<brick name>.<ext>``. Without ``path`` a graph holding an in-memory
+    model is refused: its file is temporary. Python functions are written by name
+    (``module:function``); keep their module importable from the YAML's folder."""
+    folder = None
+    if path is not None:
+        folder = Path(path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+    base = replace(defaults, batching=None) if defaults is not None else StageOptions()
+    d = _Dumper(base, folder)
     root = d.step(graph.root)
     doc: dict[str, Any] = {"name": graph.name}
     if defaults is not None and _stage_options(defaults):
@@ -135,7 +202,10 @@ def dump_graph(graph: Graph, *, defaults: StageOptions | None = None,
     doc["graph"] = root
     if example is not None:
         doc["example"] = example
-    return yaml.safe_dump(_to_builtin(doc), sort_keys=False, default_flow_style=None, width=100)
+    text = yaml.safe_dump(_to_builtin(doc), sort_keys=False, default_flow_style=None, width=100)
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
 
 
 def _to_builtin(value: Any) -> Any:
@@ -215,15 +285,20 @@ class _Renderer:
             self.tails = tails
             return tails
         if isinstance(step, p.Ladder):
+            # each rung starts from where the previous rung ends (its result: the vote of an
+            # ensemble, the last brick of a sequence), on failure
             tails = []
             prev = heads
             for i, (_label, s) in enumerate(step.rungs):
                 start = len(self.edges)
-                tails += self.walk(s, prev)
-                if i and len(self.edges) > start:
-                    src, dst, _ = self.edges[start]
-                    self.edges[start] = (src, dst, "on failure")
-                prev = [self.edges[start][1]] if len(self.edges) > start else prev
+                out = self.walk(s, prev)
+                if i:
+                    for j in range(start, len(self.edges)):
+                        src, dst, label = self.edges[j]
+                        if src in prev:
+                            self.edges[j] = (src, dst, "; ".join(x for x in ("on failure", label) if x))
+                tails += out
+                prev = out
             if step.default is not None:
                 key = self.new(f"{step.name}: default answer", "round")
                 self.edge_all(prev, key, "on failure")

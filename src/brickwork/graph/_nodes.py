@@ -1,27 +1,30 @@
 """Factories that place bricks in a graph: ``bw.function``, ``bw.onnx``, ``bw.sklearn``, …
 
 Each returns a :class:`Node`; keyword options (``replicas``, ``batching``, ``worker``,
-``device``, ``timeout_s``, ``retries``, ``breaker``, …) become its stage options.
+``device``, ``timeout_s``, ``retries``, ``breaker``, …: :data:`brickwork.options.STAGE_KEYS`)
+become its stage options. Each factory takes the keys of its kind's YAML entry (the brick
+class's ``config_keys`` table) as keywords; a unit test holds the two together.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..bricks import Brick
-from ..errors import ConfigError
-from ..options import StageOptions
+from ..errors import ConfigError, SpecError
+from ..options import STAGE_KEYS, StageOptions
 from ._steps import Node
 
-__all__ = ["brick", "function", "http", "onnx", "sklearn", "torch", "transformers"]
+__all__ = ["brick", "cast", "function", "http", "onnx", "sklearn", "torch", "transformers"]
 
 
 def brick(b: Brick, *, name: str | None = None, **options: Any) -> Node:
     """Place any object following the :class:`~brickwork.Brick` protocol in a graph."""
     for attr in ("signature", "load", "warmup", "close"):
-        if not hasattr(b, attr):
+        if not _has(b, attr):
             raise ConfigError(f"{b!r} is not a brick: it has no {attr!r}")
     node_name = name or b.name
     if name and getattr(b, "name", None) != name:
@@ -29,6 +32,18 @@ def brick(b: Brick, *, name: str | None = None, **options: Any) -> Node:
     stage_options = StageOptions().updated(**options)
     place(b, stage_options)
     return Node(b, node_name, options=stage_options)
+
+
+def _has(obj: Any, attr: str) -> bool:
+    """hasattr (reading ``signature`` loads the model, so a bad one fails here), except that a
+    signature known only once the graph compiles (a cast brick's) counts as present."""
+    try:
+        getattr(obj, attr)
+    except AttributeError:
+        return False
+    except SpecError:
+        inspect.getattr_static(obj, attr)
+    return True
 
 
 def place(b: Brick, options: StageOptions) -> None:
@@ -68,14 +83,17 @@ def onnx(path: str | Path, *, name: str | None = None, providers: Any = None,
 
 def sklearn(model: Any, *, name: str | None = None, method: str = "predict",
             to_onnx: bool = False, n_features: int | None = None, sample: Any = None,
-            parity_atol: float = 1e-4, **options: Any) -> Node:
+            parity_atol: float = 1e-4, onnx_options: dict[str, Any] | None = None,
+            **options: Any) -> Node:
     """A scikit-learn estimator (object or a joblib/pickle file path *you* trust).
     With ``to_onnx=True``, ``sample`` rows check the conversion's parity within
-    ``parity_atol``."""
+    ``parity_atol``; ``onnx_options`` configure the ONNX Runtime session of the converted
+    model (``providers``, ``intra_op_threads``, ``inter_op_threads``, ``optimization``)."""
     from ..bricks.sklearn import SklearnBrick
 
     return brick(SklearnBrick(model, name=name, method=method, to_onnx=to_onnx,
-                              n_features=n_features, sample=sample, parity_atol=parity_atol),
+                              n_features=n_features, sample=sample, parity_atol=parity_atol,
+                              onnx_options=onnx_options),
                  **options)
 
 
@@ -89,11 +107,23 @@ def torch(module: Any, *, inputs: Any, outputs: Any, name: str | None = None,
 
 
 def transformers(path: str | Path, *, task: str, name: str | None = None,
-                 **options: Any) -> Node:
-    """A Hugging Face ``transformers`` pipeline loaded from a local directory."""
+                 max_length: int | None = None, **options: Any) -> Node:
+    """A Hugging Face ``transformers`` pipeline loaded from a local directory; ``max_length``
+    truncates longer inputs (in tokens)."""
     from ..bricks.transformers import TransformersBrick
 
-    return brick(TransformersBrick(path, task=task, name=name), **options)
+    return brick(TransformersBrick(path, task=task, name=name, max_length=max_length,
+                                   device=options.get("device", "cpu")), **options)
+
+
+def cast(targets: Any, *, name: str | None = None, inputs: Any = None, **options: Any) -> Node:
+    """Cast tensors to other datatypes, losing precision but refusing values that do not fit
+    (``bw.cast({"x": "FP32"})``): the step compile() asks for on a lossy edge. Each tensor keeps
+    its name and shape; ``inputs`` declares the specs before the cast (default: the edge's).
+    See :mod:`brickwork.bricks.cast`."""
+    from ..bricks.cast import CastBrick
+
+    return brick(CastBrick(targets, name=name, inputs=inputs), **options)
 
 
 def http(url: str, *, name: str | None = None, **config: Any) -> Node:
@@ -101,9 +131,5 @@ def http(url: str, *, name: str | None = None, **config: Any) -> Node:
     endpoint with a declared mapping; see :mod:`brickwork.bricks.http`."""
     from ..bricks.http import make_http_brick
 
-    options = {k: config.pop(k) for k in list(config) if k in _OPTION_KEYS}
+    options = {k: config.pop(k) for k in list(config) if k in STAGE_KEYS | {"policy"}}
     return brick(make_http_brick(url, name=name, **config), **options)
-
-
-_OPTION_KEYS = {"replicas", "batching", "worker", "device", "policy", "timeout_s", "retries",
-                "retry_budget", "breaker", "retry_on", "health_timeout_s"}

@@ -17,9 +17,11 @@
                                       #   {group: {on, step}} (step once per distinct value),
                                       #   {ensemble: {members, combiner, on, output, label, weights}},
                                       #   {fallback: [primary, rung..., {default: {...}}]}
-                                      #   (last item may also hold on: any, see docs/faults.md)
+                                      #   (last item may also hold on: any and name: <ladder>)
     example: {pixels: [[0.0, ...]]}   # optional: a sample request for `brickwork bench`
 
+Every key is listed in docs/yaml.md, generated (``brickwork schema``) from the tables the
+loader checks against (``_keys``, the option dataclasses, each brick kind's ``config_keys``).
 A malformed file is refused with the file, the line, the field, what was expected and what
 was found.
 """
@@ -29,26 +31,25 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from ..bricks import kind_class, known_kinds
+from ..bricks import config_keys, kind_class, known_kinds
 from ..errors import BrickworkError, ConfigError
-from ..options import StageOptions
+from ..options import STAGE_KEYS, Autoscale, Batching, Breaker, RayPlacement, StageOptions
 from ..spec import TensorSpec
+from ._keys import COMBINATORS, GRAPH_ENTRY_KEYS, LADDER_TAIL_KEYS, NODE_KEYS, TOP_KEYS, names
 from ._nodes import place
 from ._steps import Graph, Node, Step, ensemble, group, parallel, switch
 
 __all__ = ["STAGE_KEYS", "PipelineFile", "load_graph", "load_pipeline", "parse_pipeline"]
 
-STAGE_KEYS = frozenset({"batching", "replicas", "worker", "device", "timeout_s", "retries",
-                        "retry_budget", "breaker", "retry_on", "health_timeout_s"})
-_NODE_KEYS = STAGE_KEYS | {"fallback", "rename"}
-_TOP_KEYS = {"name", "defaults", "inputs", "outputs", "bricks", "graphs", "graph", "example",
-             "version", "description"}
-_COMBINATORS = {"parallel", "switch", "group", "ensemble", "fallback"}
+_NODE_KEYS = NODE_KEYS
+_TOP_KEYS = set(names(TOP_KEYS))
+_COMBINATORS = set(COMBINATORS)
 
 
 class _Loader(yaml.SafeLoader):
@@ -115,6 +116,20 @@ class _Parser:
         shown = f"{found!r}" if not isinstance(found, dict) else "a mapping"
         return ConfigError(f"{at}: field {key!r}: expected {expected}, found {shown}")
 
+    def check_keys(self, mapping: Any, known: Any, what: str) -> None:
+        """Refuse the first key of ``mapping`` not in ``known``, at its line, with the known
+        keys (before a dataclass or a factory sees it and raises a bare TypeError)."""
+        for key in mapping:
+            if key not in known:
+                raise self.fail(mapping, key, f"one of the {what} keys {sorted(known)}", key)
+
+    def check_options(self, mapping: Any) -> None:
+        """Stage options, their ``batching:`` and ``breaker:`` mappings included."""
+        for key, cls in (("batching", Batching), ("breaker", Breaker), ("ray", RayPlacement),
+                         ("replicas", Autoscale)):
+            if isinstance(mapping.get(key), dict):
+                self.check_keys(mapping[key], {f.name for f in fields(cls)}, key)
+
     # -- bricks ------------------------------------------------------------------
     def brick_node(self, name: str, entry: _Map, defaults: StageOptions) -> Node:
         bricks = self.doc["bricks"]
@@ -122,15 +137,19 @@ class _Parser:
             raise self.fail(bricks, name, "a mapping like {onnx: model.onnx}", entry)
         kinds = [k for k in entry if k not in _NODE_KEYS and _is_kind(k)]
         if len(kinds) != 1:
-            raise self.fail(bricks, name, "exactly one brick kind key (onnx, python, sklearn, "
-                            "torch, transformers, http, v2)", sorted(entry))
+            raise self.fail(bricks, name, "exactly one brick kind key "
+                            f"({', '.join(sorted(known_kinds() - {'fake'}))})", sorted(entry))
         kind = kinds[0]
+        own = {k.name for k in config_keys(kind_class(kind))}
+        if own:
+            self.check_keys(entry, own | _NODE_KEYS, f"{kind!r} brick")
         config = {k: v for k, v in entry.items() if k not in _NODE_KEYS}
         try:
             brick = kind_class(kind).from_config(dict(config), self.base_dir, name)
         except BrickworkError as exc:
             raise ConfigError(f"{self.where}:{entry.line}: brick {name!r}: {exc}") from exc
         stage = {k: entry[k] for k in entry if k in STAGE_KEYS}
+        self.check_options(stage)
         try:
             options = defaults.updated(**stage)
         except (BrickworkError, TypeError) as exc:
@@ -167,6 +186,7 @@ class _Parser:
                 entry = graphs[name]
                 if not isinstance(entry, dict) or "graph" not in entry:
                     raise self.fail(graphs, name, "a mapping with a 'graph' field", entry)
+                self.check_keys(entry, names(GRAPH_ENTRY_KEYS), "graph entry")
                 outputs = entry.get("outputs")
                 step = Graph(self.step(entry["graph"], entry, "graph"), name,
                              tuple(outputs) if outputs else None)
@@ -199,8 +219,9 @@ class _Parser:
             if kind == "switch":
                 return self.switch(arg, value)
             if kind == "group":
-                if not isinstance(arg, dict) or set(arg) - {"on", "step", "name"} or not {"on", "step"} <= set(arg):
+                if not isinstance(arg, dict) or not {"on", "step"} <= set(arg):
                     raise self.fail(value, kind, "{on: tensor, step: step}", arg)
+                self.check_keys(arg, names(COMBINATORS["group"]), "group")
                 return group(arg["on"], self.step(arg["step"], arg, "step"), name=arg.get("name"))
             if kind == "ensemble":
                 return self.ensemble(arg, value)
@@ -212,6 +233,7 @@ class _Parser:
     def switch(self, arg: Any, owner: Any) -> Step:
         if not isinstance(arg, dict) or "on" not in arg or not isinstance(arg.get("cases"), dict):
             raise self.fail(owner, "switch", "{on: tensor, cases: {value: step}, default: step}", arg)
+        self.check_keys(arg, names(COMBINATORS["switch"]), "switch")
         cases = {k: self.step(v, arg["cases"], k) for k, v in arg["cases"].items()}
         default = self.step(arg["default"], arg, "default") if "default" in arg else None
         return switch(arg["on"], cases, default=default, name=arg.get("name"))
@@ -219,9 +241,7 @@ class _Parser:
     def ensemble(self, arg: Any, owner: Any) -> Step:
         if not isinstance(arg, _Map) or not isinstance(arg.get("members"), list):
             raise self.fail(owner, "ensemble", "{members: [...], combiner: majority|weighted|mean}", arg)
-        extra = sorted(set(arg) - {"members", "combiner", "on", "output", "weights", "label", "name"})
-        if extra:
-            raise self.fail(arg, extra[0], "one of members, combiner, on, output, weights, label, name", extra[0])
+        self.check_keys(arg, names(COMBINATORS["ensemble"]), "ensemble")
         members = [self.step(v, arg["members"], i) for i, v in enumerate(arg["members"])]
         try:
             return ensemble(members, combiner=arg.get("combiner", "majority"), on=arg.get("on"),
@@ -231,15 +251,20 @@ class _Parser:
             raise ConfigError(f"{self.where}:{arg.line}: ensemble: {exc}") from exc
 
     def fallback(self, arg: Any, owner: Any, key: Any, wrap_primary: Step | None = None) -> Step:
-        """``[primary, rung..., {default: {...}, on: machinery|any}]``: the last item may be a
-        mapping with a static default answer and/or what makes the ladder move on."""
+        """``[primary, rung..., {default: {...}, on: machinery|any, name: ladder}]``: the last
+        item may be a mapping with a static default answer, what makes the ladder move on and
+        the ladder's name (default: the primary's name, as in the Python API)."""
         if not isinstance(arg, list) or not arg:
             raise self.fail(owner, key, "a list: [primary, rung..., {default: {...}, on: any}]", arg)
         default = None
+        ladder: str | None = None
         on: Literal["machinery", "any"] = "machinery"
         tail = arg[-1]
-        if isinstance(tail, dict) and tail and set(tail) <= {"default", "on"}:
+        if isinstance(tail, dict) and tail and set(tail) <= set(names(LADDER_TAIL_KEYS)):
             default = tail.get("default")
+            ladder = tail.get("name")
+            if ladder is not None and not isinstance(ladder, str):
+                raise self.fail(tail, "name", "a ladder name (text)", ladder)
             on = tail.get("on", on)
             if on not in ("machinery", "any"):
                 raise self.fail(tail, "on", "'machinery' (crash, timeout, overload, open circuit, "
@@ -249,11 +274,7 @@ class _Parser:
                  for i, v in enumerate(arg)]
         if len(steps) < 2 and default is None:
             raise self.fail(owner, key, "at least one rung or a default answer", arg)
-        return steps[0].fallback(*steps[1:], default=default, on=on, name=f"{_label(steps[0])}")
-
-
-def _label(step: Step) -> str:
-    return step.name if isinstance(step, Node | Graph) else "fallback"
+        return steps[0].fallback(*steps[1:], default=default, on=on, name=ladder)
 
 
 def _chain(steps: list[Step]) -> Step:
@@ -291,6 +312,8 @@ def parse_pipeline(text: str, *, where: str = "<string>", base_dir: Path | None 
         d = doc["defaults"]
         if not isinstance(d, _Map):
             raise parser.fail(doc, "defaults", "a mapping of stage options", d)
+        parser.check_keys(d, STAGE_KEYS, "stage option")
+        parser.check_options(d)
         try:
             defaults = defaults.updated(**d)
         except (BrickworkError, TypeError) as exc:

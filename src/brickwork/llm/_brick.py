@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bricks import BaseBrick, BrickSpec
+from ..bricks import BaseBrick, BrickSpec, ConfigKey
 from ..errors import ConfigError, InvalidInput, ModelError
 from ..spec import Signature, Tensors, TensorSpec
 from ._batcher import Batcher, Sampling
@@ -48,10 +48,29 @@ _OPTIONS = ("max_batch_size", "kv_budget_tokens", "max_queue", "max_tokens", "te
 _PARAMETERS = ("max_tokens", "temperature", "top_p", "seed", "stop")
 
 
+def _llm_schema() -> dict[str, Any]:
+    nullable_int = {"type": ["integer", "null"], "minimum": 1}
+    return {"type": "object", "required": ["transformers"], "additionalProperties": False, "properties": {
+        "transformers": {"type": "string", "description": "a Hugging Face causal-LM directory"},
+        "max_batch_size": {"type": "integer", "minimum": 1, "description": "sequences decoded together; 16"},
+        "kv_budget_tokens": {**nullable_int, "description": "KV tokens reserved at once; null = off"},
+        "max_queue": {"type": "integer", "minimum": 0, "description": "waiting sequences before Overloaded; 256"},
+        "max_tokens": {"type": "integer", "minimum": 1, "description": "default per request; 64"},
+        "temperature": {"type": "number", "minimum": 0, "description": "default; 0 = greedy"},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "default; 1.0"},
+        "stop": {"type": "array", "items": {"type": "string"}, "description": "default stop strings"},
+        "device": {"type": "string", "description": "torch device; cpu"},
+        "torch_threads": {**nullable_int, "description": "torch.set_num_threads; null = torch's default"}}}
+
+
 class LlmBrick(BaseBrick):
     """A causal LM with continuous batching; streams when the pipeline is streamed."""
 
     kind = "llm"
+    config_keys = (ConfigKey("llm", _llm_schema(), "a local causal LM with continuous batching and "
+                             "streaming: {transformers: DIR, max_batch_size, kv_budget_tokens, max_queue, "
+                             "max_tokens, temperature, top_p, stop, device, torch_threads} (docs/llm.md)",
+                             required=True),)
     streaming = True
     blocking = True
 

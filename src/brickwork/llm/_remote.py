@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bricks import BaseBrick, BrickSpec
+from ..bricks import BaseBrick, BrickSpec, ConfigKey
 from ..errors import ConfigError, InvalidInput, UpstreamError
 from ..spec import Signature, Tensors, TensorSpec
 from ._brick import SIGNATURE
@@ -41,6 +41,18 @@ _KEYS = ("base_url", "model", "mode", "api_key_env", "call_timeout_s", "dim", "m
 
 class OpenAIBrick(BaseBrick):
     kind = "openai"
+    config_keys = (ConfigKey("openai", {
+        "type": "object", "required": ["base_url", "model"], "additionalProperties": False, "properties": {
+            "base_url": {"type": "string", "description": "the server's /v1 root"},
+            "model": {"type": "string"},
+            "mode": {"enum": ["chat", "embeddings"]},
+            "api_key_env": {"type": ["string", "null"]},
+            "call_timeout_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
+            "dim": {"type": ["integer", "null"], "minimum": 1},
+            "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+            "temperature": {"type": ["number", "null"], "minimum": 0}}},
+        "a model on an OpenAI-compatible server: {base_url, model, mode: chat|embeddings, api_key_env, "
+        "call_timeout_s, dim, max_tokens, temperature} (docs/llm.md)", required=True),)
     blocking = True
 
     def __init__(self, base_url: str, model: str, *, name: str = "openai", mode: str = "chat",

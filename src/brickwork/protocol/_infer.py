@@ -7,6 +7,7 @@ client; this module adds the request-level rules: which inputs and outputs a mod
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,9 +52,8 @@ def decode_request(body: bytes, header_length: int | None, inputs: Mapping[str, 
                            f"{[s.to_dict() for s in inputs.values()]}")
     tensors: dict[str, np.ndarray] = {}
     for item in items:
+        _precheck(item, inputs, model)  # names, datatypes and fixed dims before any value is made
         name, arr, pos = decode_tensor(item, body, pos)
-        if name not in inputs:
-            raise InvalidInput(f"unknown input {name!r}; model {model!r} takes {sorted(inputs)}")
         if name in tensors:
             raise InvalidInput(f"input {name!r} is given twice")
         tensors[name] = arr
@@ -68,16 +68,56 @@ def decode_request(body: bytes, header_length: int | None, inputs: Mapping[str, 
     if params is not None:
         if type(params) is not dict:
             raise InvalidInput("'parameters' must be an object")
-        binary_output = params.get("binary_data_output") is True
+        binary_output = _flag(params, "binary_data_output", "parameters")
         timeout_s = _timeout(params)
     req_id = doc.get("id")
     if req_id is not None and type(req_id) is not str:
-        raise InvalidInput(f"'id' must be a string, got {req_id!r}")
+        raise InvalidInput(f"'id' must be a string, got {_short(req_id)}")
     wanted = doc.get("outputs")
     requested: list[tuple[str, bool]] | None = None
     if wanted is not None:
         requested = _requested(wanted, outputs, binary_output, model)
     return InferRequest(tensors, requested, binary_output, req_id, timeout_s)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _flag(params: dict[str, Any], key: str, where: str) -> bool:
+    value = params.get(key, False)
+    if type(value) is not bool:
+        raise InvalidInput(f"{where}.{key} must be true or false, got {_short(value)}")
+    return value
+
+
+def _precheck(item: Any, inputs: Mapping[str, TensorSpec], model: str) -> None:
+    """What the model's own spec can refuse from the JSON alone: an unknown name, another
+    datatype, another rank or fixed dimension — so a wrong tensor costs nothing to decode."""
+    if type(item) is not dict:
+        return  # decode_tensor names the problem
+    name = item.get("name")
+    if type(name) is not str:
+        return
+    spec = inputs.get(name)
+    if spec is None:
+        raise InvalidInput(f"unknown input {_short(name)}; model {model!r} takes {sorted(inputs)}")
+    datatype = item.get("datatype")
+    if datatype != spec.dtype and type(datatype) is str:
+        raise InvalidInput(f"input {name!r}: expected datatype {spec.dtype}, got {_short(datatype)}")
+    shape = item.get("shape")
+    if type(shape) is not list:
+        return
+    if len(shape) != len(spec.shape):
+        if all(type(d) is int and d >= 0 for d in shape):
+            raise InvalidInput(f"input {name!r}: expected rank {spec.rank} {list(spec.shape)}, "
+                               f"got shape {_short(shape)}")
+        return
+    for want, have in zip(spec.shape, shape):
+        if want != have and want != -1 and type(have) is int and have >= 0:
+            raise InvalidInput(f"input {name!r}: expected shape {list(spec.shape)}, "
+                               f"got {_short(shape)}")
 
 
 def _timeout(params: dict[str, Any]) -> float | None:
@@ -91,8 +131,9 @@ def _timeout(params: dict[str, Any]) -> float | None:
         scale = 1e-6
     else:
         return None
-    if type(value) not in (int, float) or not value > 0:
-        raise InvalidInput(f"the request timeout must be a number > 0, got {value!r}")
+    if type(value) not in (int, float) or not value > 0 or not math.isfinite(value * scale):
+        raise InvalidInput(f"the request timeout (parameters.timeout_s, or parameters.timeout in "
+                           f"microseconds) must be a number > 0, got {_short(value)}")
     return float(value) * scale
 
 
@@ -101,14 +142,24 @@ def _requested(wanted: Any, outputs: Mapping[str, TensorSpec], binary_output: bo
     if type(wanted) is not list:
         raise InvalidInput("'outputs' must be a list of {name, parameters}")
     out: list[tuple[str, bool]] = []
+    seen: set[str] = set()
     for w in wanted:
-        name = w.get("name") if type(w) is dict else None
-        if not isinstance(name, str) or name not in outputs:
-            raise InvalidInput(f"unknown output {name!r}; model {model!r} returns {sorted(outputs)}")
+        if type(w) is not dict:
+            raise InvalidInput(f"each of 'outputs' must be an object with a 'name', got {_short(w)}")
+        name = w.get("name")
+        if type(name) is not str or name not in outputs:
+            raise InvalidInput(f"unknown output {_short(name)} in 'outputs'; model {model!r} returns "
+                               f"{sorted(outputs)}")
+        if name in seen:
+            raise InvalidInput(f"output {name!r} is requested twice in 'outputs'; ask for each once")
+        seen.add(name)
         params = w.get("parameters")
         binary = binary_output
-        if type(params) is dict and "binary_data" in params:
-            binary = params["binary_data"] is True
+        if params is not None:
+            if type(params) is not dict:
+                raise InvalidInput(f"outputs[{name!r}].parameters must be an object, got {_short(params)}")
+            if "binary_data" in params:
+                binary = _flag(params, "binary_data", f"outputs[{name!r}].parameters")
         out.append((name, binary))
     return out
 

@@ -41,6 +41,7 @@ __all__ = [
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 MAX_RANK = 32
+_MAX_COUNT = 2**63 - 1  # no tensor may claim more elements (or a dimension more) than int64 holds
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _LEN = struct.Struct("<I")
 
@@ -66,9 +67,15 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
         raise InvalidInput(f"{where}: 'shape' must be a list of ints >= 0, got {value!r}")
     if len(value) > MAX_RANK:
         raise InvalidInput(f"{where}: shape has {len(value)} dimensions; at most {MAX_RANK}")
+    nonzero = 1
     for d in value:
         if type(d) is not int or d < 0:
             raise InvalidInput(f"{where}: 'shape' must be a list of ints >= 0, got {value!r}")
+        if d:
+            nonzero *= d
+    if nonzero > _MAX_COUNT:  # even with a 0 dimension: numpy cannot hold such a shape
+        raise InvalidInput(f"{where}: 'shape' {value!r} is too large (its dimensions multiply "
+                           f"past 2**63)")
     return tuple(value)
 
 
@@ -83,12 +90,14 @@ def decode_tensor(item: Any, body: bytes | memoryview, pos: int, *,
         raise InvalidInput(f"an {where} has no 'name' (got {name!r})")
     label = f"{where} {name!r}"
     datatype = item.get("datatype")
-    if datatype not in DTYPES:
+    if type(datatype) is not str or datatype not in DTYPES:
         raise InvalidInput(f"{label}: unknown datatype {datatype!r}; use one of {', '.join(DTYPES)}")
     shape = _shape(item.get("shape"), label)
     count = math.prod(shape)
     params = item.get("parameters")
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if params is not None and type(params) is not dict:
+        raise InvalidInput(f"{label}: 'parameters' must be an object, got {params!r}"[:300])
+    size = params.get("binary_data_size") if params else None
     if size is not None:
         if type(size) is not int or size < 0:
             raise InvalidInput(f"{label}: binary_data_size must be an int >= 0, got {size!r}")

@@ -7,8 +7,10 @@ the lean HTTP/1.1 server in :mod:`._http` and usable as an ASGI 3 app in any ASG
     GET  /v2/models/{m}[/versions/{v}]/ready   model readiness
     GET  /v2/models/{m}[/versions/{v}]/config  Triton-style model config (for tritonclient)
     POST /v2/models/{m}[/versions/{v}]/infer   inference: JSON and binary tensors
-    POST /v2/repository/index                  the models and their state
+    POST /v2/repository/index                  the models and their state (see ._repository)
+    POST /v2/repository/models/{m}/load|unload  reload a model from its file / stop serving it
     GET  /metrics                              Prometheus text
+    GET  /dashboard[/...]                      the live dashboard (see ._dashboard)
 
 Each pipeline is a model named after the pipeline; it has one version, ``"1"``. Pipelines start
 on the server's own event loop (lifespan startup), so an infer request reaches the engine with
@@ -17,22 +19,28 @@ no thread hop.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 
 from .. import __version__
-from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError, Unauthorized
+from .. import tracing as _tracing
+from ..errors import ConfigError, InvalidInput, PayloadTooLarge, RequestError
 from ..pipeline import Pipeline
 from ..protocol import decode_request, encode_response
 from ..spec import TensorSpec
 from ._config import ServerConfig
+from ._dashboard import Dashboard
 from ._errors import JSON, Reply, error_reply, plain_error
+from ._log import AccessLog, log_error
 from ._metrics import ModelMetrics, render
+from ._repository import Repository
 from ._stream import StreamReply
 
 __all__ = ["App"]
@@ -43,6 +51,15 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "metrics"]
 _OK_EMPTY: Reply = (200, [(b"content-type", b"text/plain")], b"")
+# Bodies at least this large (or compressed ones at least _OFF_LOOP_COMPRESSED) are decoded on a
+# helper thread, so one big request cannot hold the event loop (and every health probe) for
+# long: the loop gets the GIL back every few milliseconds.
+_OFF_LOOP_BYTES = 1024 * 1024
+_OFF_LOOP_COMPRESSED = 16 * 1024
+_DECODE_THREADS = 2
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="brickwork"')
+_NO_KEY = ("missing or wrong API key: send 'Authorization: Bearer <key>' (or 'X-API-Key: <key>')")
+_PROBES = ("/v2/health/live", "/v2/health/ready")
 
 
 class _Disconnected(Exception):
@@ -52,20 +69,22 @@ class _Disconnected(Exception):
 class Model:
     """One served pipeline with everything the hot path needs precomputed."""
 
-    __slots__ = ("config", "inputs", "metadata", "metrics", "name", "output_names", "outputs",
-                 "pipeline", "ready")
+    __slots__ = ("config", "infer_path", "inputs", "metadata", "metrics", "name", "output_names",
+                 "outputs", "pipeline", "ready", "version")
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, version: str = "1", metrics: ModelMetrics | None = None) -> None:
         plan = pipeline.plan
         self.name = pipeline.name
+        self.infer_path = f"/v2/models/{self.name}/infer"
         self.pipeline = pipeline
         self.inputs: dict[str, TensorSpec] = {s.name: s for s in plan.inputs}
         self.outputs: dict[str, TensorSpec] = {s.name: s for s in plan.outputs}
         self.output_names = tuple(s.name for s in plan.outputs)
-        self.metrics = ModelMetrics()
+        self.metrics = metrics if metrics is not None else ModelMetrics()
         self.ready = False
+        self.version = version  # "1", then +1 per reload (see ._repository)
         self.metadata = orjson.dumps({
-            "name": self.name, "versions": ["1"], "platform": "brickwork",
+            "name": self.name, "versions": [version], "platform": "brickwork",
             "inputs": [s.to_dict() for s in plan.inputs],
             "outputs": [s.to_dict() for s in plan.outputs],
         })
@@ -96,12 +115,19 @@ class App:
         self.draining = False
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # other fronts' drains (gRPC)
         self._key = self.config.api_key.encode() if self.config.api_key else None
+        self._decoders: ThreadPoolExecutor | None = None
+        self.access = AccessLog(sample=self.config.access_log_sample) if self.config.access_log else None
         self._llm_front: Any = None  # the OpenAI/generate front, built on first use (_openai.py)
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
+        self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
+        self.repository = Repository(self, Model)
+        self._watch: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def startup(self) -> None:
+        if self.config.trace and _tracing.TRACER is None:
+            _tracing.enable()
         for model in self.models.values():
             try:
                 await model.pipeline.start()
@@ -110,14 +136,22 @@ class App:
                                   f"{exc}") from exc
             model.ready = True
         self.ready = True
+        if self.config.reload:
+            self._watch = asyncio.get_running_loop().create_task(self.repository.watch())
 
     async def shutdown(self) -> None:
         self.ready = False
+        if self._watch is not None:
+            self._watch.cancel()
         for drain in self.on_shutdown:
             await drain()
         for model in self.models.values():
             model.ready = False
             await model.pipeline.aclose()
+        if self._decoders is not None:
+            self._decoders.shutdown(wait=False, cancel_futures=True)
+            self._decoders = None
+        await self.repository.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -155,21 +189,23 @@ class App:
             return await self._llm(method, path, headers, body)
         if path.startswith("/v2/models/"):
             if self._key is not None and not self._authorised(headers):
-                return error_reply(Unauthorized("missing or wrong API key: send "
-                                                "'Authorization: Bearer <key>'"))[0]
+                return _unauthorised()
             parts = path[11:].split("/")
             model = self.models.get(parts[0])
             if model is None:
                 return plain_error(404, f"unknown model {parts[0]!r}; this server has {sorted(self.models)}")
             rest = parts[1:]
             if len(rest) >= 2 and rest[0] == "versions":
-                if rest[1] != "1":
-                    return plain_error(404, f"model {model.name!r} has no version {rest[1]!r}; it has ['1']")
+                if rest[1] != model.version:
+                    return plain_error(404, f"model {model.name!r} has no version {rest[1]!r}; it has "
+                                            f"[{model.version!r}]")
                 rest = rest[2:]
             action = rest[0] if len(rest) == 1 else ("" if not rest else None)
             if action == "infer":
                 if method != "POST":
                     return plain_error(405, "infer takes POST", (b"allow", b"POST"))
+                if _tracing.TRACER is not None:
+                    return await self._infer_traced(model, headers, body)
                 return await self._infer(model, headers, body)
             if method not in ("GET", "HEAD"):
                 return plain_error(405, f"{path} takes GET", (b"allow", b"GET"))
@@ -182,19 +218,36 @@ class App:
             if action == "config":
                 return 200, [JSON], model.config
             return plain_error(404, f"no endpoint {path}")
+        if path.startswith("/v2/repository/"):
+            if self._key is not None and not self._authorised(headers):
+                return _unauthorised()
+            return await self.repository.handle(method, path, body)
+        if path.startswith("/dashboard") and self.dashboard is not None:
+            return self.dashboard.handle(method, path, headers, body)
         return self._other(path, method, headers)
 
+    def refuse_early(self, path: str, headers: list[tuple[bytes, bytes]]) -> Reply | None:
+        """What to answer on the headers alone, before any body is read: 401 when an API key is
+        required and missing or wrong. None: go on reading the request."""
+        if self._key is None or path in _PROBES or self._authorised(headers):
+            return None
+        if self.dashboard is not None and path.startswith("/dashboard") and self.dashboard.early(path, headers):
+            return None  # its login form, or its cookie
+        return _unauthorised()
+
     def _other(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
+        if path in _PROBES and method not in ("GET", "HEAD"):
+            return plain_error(405, f"{path} takes GET or HEAD", (b"allow", b"GET, HEAD"))
         if path == "/v2/health/ready":
             if self.draining or not self.ready:
                 return plain_error(503, "draining" if self.draining else "starting")
             why = [w for m in self.models.values() for w in self._unready(m)]
             return _OK_EMPTY if not why else plain_error(503, "; ".join(why))
         if path == "/v2/health/live":
-            return _OK_EMPTY
+            dead = self.unlive()
+            return _OK_EMPTY if not dead else plain_error(503, "; ".join(dead))
         if self._key is not None and not self._authorised(headers):
-            return error_reply(Unauthorized("missing or wrong API key: send "
-                                            "'Authorization: Bearer <key>'"))[0]
+            return _unauthorised()
         if path in ("/v2", "/v2/"):
             return 200, [JSON], self._server_meta
         if path == "/metrics":
@@ -212,13 +265,21 @@ class App:
     async def _llm(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
                    body: bytes) -> Reply | StreamReply:
         if self._key is not None and not self._authorised(headers):
-            return error_reply(Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'"))[0]
+            return _unauthorised()
+        pipelines = {n: m.pipeline for n, m in self.models.items()}
         if self._llm_front is None:
             from ._openai import LlmFront
 
-            self._llm_front = LlmFront({n: m.pipeline for n, m in self.models.items()})
+            self._llm_front = LlmFront(pipelines)
+        else:
+            self._llm_front.refresh(pipelines)  # a model loaded, unloaded or reloaded since
         reply: Reply | StreamReply = await self._llm_front.handle(method, path, body)
         return reply
+
+    def unlive(self) -> list[str]:
+        """Why this server process should be restarted (empty: live): a stage down past its
+        policy's max_down_s. The HTTP and gRPC liveness probes both answer from it."""
+        return [w for m in self.models.values() for w in getattr(m.pipeline, "unlive", list)()]
 
     def _unready(self, model: Model) -> list[str]:
         """Why ``model`` cannot answer now (empty: ready): starting, draining, or the engine's
@@ -239,43 +300,108 @@ class App:
                 return hmac.compare_digest(v.strip(), self._key)
         return False
 
+    async def _infer_traced(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
+        """``_infer`` in a SERVER span, the child of the request's ``traceparent`` (tracing on)."""
+        with _tracing.server_span(f"infer {model.name}", headers) as span:
+            reply = await self._infer(model, headers, body)
+            span.set_attribute("brickwork.model", model.name)
+            span.set_attribute("http.response.status_code", reply[0])
+            if reply[0] >= 500:
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {reply[0]}"))
+        return reply
+
     # -- the hot path ------------------------------------------------------------------
     async def _infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
         t0 = time.perf_counter()
         metrics = model.metrics
         metrics.in_flight += 1
-        kind = None
+        kind = rid = rungs = None
         try:
             header_length = None
+            encoding = None
             for k, v in headers:
                 if k == b"inference-header-content-length":
                     header_length = _int_header(k, v)
-                elif k == b"content-encoding" and v.lower() != b"identity":
-                    body = _decompress(body, v.lower(), self.config.max_body_bytes)
-            req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+                elif k == b"content-encoding":
+                    encoding = _coding(v, encoding)
+                elif k == b"x-request-id":
+                    rid = v.decode("latin-1")
+            if encoding is not None or len(body) >= _OFF_LOOP_BYTES:
+                req = await self._decode_off_loop(model, body, header_length, encoding)
+            else:
+                req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+            rid = req.id or rid
             timeout = req.timeout_s or self.config.request_timeout_s
             result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
-            out_headers, out = encode_response(model.name, req, result, model.output_names, result.rungs)
+            rungs = result.rungs
+            size = _least_size(req, result, model.output_names)  # a lower bound, cheap
+            if size < _OFF_LOOP_BYTES:
+                out_headers, out = encode_response(model.name, req, result, model.output_names,
+                                                   result.rungs)
+            elif size <= self.config.max_response_bytes:
+                out_headers, out = await self._encode_off_loop(model, req, result)
+            else:
+                out_headers, out = [], b""
             reply: Reply = (200, out_headers, out)
+            if len(out) > self.config.max_response_bytes or size > self.config.max_response_bytes:
+                reply, kind = plain_error(413, (
+                    f"the response would be over {max(size, len(out))} bytes, over this server's "
+                    f"limit of {self.config.max_response_bytes} (--max-response-bytes); send fewer "
+                    "items per request or ask for fewer outputs")), "ResponseTooLarge"
         except Exception as exc:
             reply, kind = error_reply(exc)
+            if reply[0] >= 500 and isinstance(exc, RequestError):  # others: error_reply logged them
+                log_error("POST", model.infer_path, model.name, reply[0], exc, rid)
         finally:
             metrics.in_flight -= 1
-        metrics.observe(reply[0], time.perf_counter() - t0, kind)
+        latency = time.perf_counter() - t0
+        metrics.observe(reply[0], latency, kind)
+        if self.access is not None:
+            self.access.infer("POST", model.infer_path, model.name, reply[0], latency, rid, rungs)
         return reply
+
+    async def _encode_off_loop(self, model: Model, req: Any, result: Any) -> Any:
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="bw-decode")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._decoders, encode_response, model.name, req, result, model.output_names, result.rungs)
+
+    async def _decode_off_loop(self, model: Model, body: bytes, header_length: int | None,
+                               encoding: bytes | None) -> Any:
+        limit = self.config.max_body_bytes
+        if encoding is not None and len(body) < _OFF_LOOP_COMPRESSED:
+            body = _decompress(body, encoding, limit)
+            encoding = None
+        if encoding is None and len(body) < _OFF_LOOP_BYTES:
+            return decode_request(body, header_length, model.inputs, model.outputs, model.name)
+
+        def decode() -> Any:
+            raw = body if encoding is None else _decompress(body, encoding, limit)
+            return decode_request(raw, header_length, model.inputs, model.outputs, model.name)
+
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="bw-decode")
+        return await asyncio.get_running_loop().run_in_executor(self._decoders, decode)
 
     # -- ASGI, for embedding the app in any ASGI server ----------------------------------
     async def _asgi_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = list(scope["headers"])
+        path = scope["path"]
         reply: Reply | StreamReply
-        try:
-            body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
-        except _Disconnected:
-            return
-        except RequestError as exc:
-            reply = error_reply(exc)[0]
+        refusal = self.refuse_early(path, headers)  # the key, before any body is read
+        if refusal is not None:
+            reply = refusal
         else:
-            reply = await self.handle(scope["method"], scope["path"], headers, body)
+            try:
+                body = await _read_asgi_body(headers, receive, self.config.max_body_bytes)
+            except _Disconnected:
+                return
+            except RequestError as exc:
+                reply = error_reply(exc)[0]
+            else:
+                reply = await self.handle(scope["method"], path, headers, body)
         if isinstance(reply, StreamReply):
             from ._stream import write_asgi
 
@@ -312,6 +438,35 @@ async def _read_asgi_body(headers: list[tuple[bytes, bytes]], receive: Receive, 
         chunks.append(chunk)
         if not message.get("more_body"):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _least_size(req: Any, result: Any, names: tuple[str, ...]) -> int:
+    """At least how many bytes the response body takes: a binary output its bytes, a JSON one
+    two characters per element."""
+    wanted = req.outputs if req.outputs is not None else [(n, req.binary_output) for n in names]
+    total = 0
+    for name, binary in wanted:
+        arr = result[name]
+        total += arr.nbytes if binary and arr.dtype.kind != "O" else 2 * arr.size
+    return total
+
+
+def _unauthorised() -> Reply:
+    return plain_error(401, _NO_KEY, _CHALLENGE)
+
+
+def _coding(value: bytes, seen: bytes | None) -> bytes | None:
+    """The one content coding of a request body (None: identity). Two codings — two headers,
+    or a list in one — are refused: each would multiply what a small body decodes to."""
+    coding = value.strip().lower()
+    if coding == b"identity":
+        return seen
+    if seen is not None or b"," in coding:
+        raise InvalidInput("a request body may carry at most one Content-Encoding (gzip or deflate)")
+    if coding not in (b"gzip", b"deflate"):
+        raise InvalidInput(f"Content-Encoding {coding.decode(errors='replace')!r} is not supported; "
+                           "use gzip, deflate or none")
+    return coding
 
 
 def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:

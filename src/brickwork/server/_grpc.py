@@ -93,11 +93,7 @@ class GrpcServer:
         self._stopping: asyncio.Task[None] | None = None
         self._meta = pb.ServerMetadataResponse(name="brickwork", version=__version__,
                                                extensions=EXTENSIONS)
-        self._model_meta = {
-            name: pb.ModelMetadataResponse(name=name, versions=["1"], platform="brickwork",
-                                           inputs=tensor_metadata(m.inputs),
-                                           outputs=tensor_metadata(m.outputs))
-            for name, m in app.models.items()}
+        self._model_meta: dict[str, tuple[Model, Any]] = {}  # name → (the model, its metadata)
 
     async def start(self) -> int:
         """Listen and answer; returns the port. Also drains this server first when the app
@@ -166,13 +162,13 @@ class GrpcServer:
         model = self.app.models.get(name)
         if model is None:
             raise NotFound(f"unknown model {name!r}; this server has {sorted(self.app.models)}")
-        if version not in ("", "1"):
-            raise NotFound(f"model {name!r} has no version {version!r}; it has ['1']")
+        if version not in ("", model.version):
+            raise NotFound(f"model {name!r} has no version {version!r}; it has [{model.version!r}]")
         return model
 
     # -- the service ---------------------------------------------------------------------
     async def server_live(self, request: Any, context: Any) -> Any:
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=not self.app.unlive())  # as /v2/health/live
 
     async def server_ready(self, request: Any, context: Any) -> Any:
         app = self.app
@@ -200,7 +196,13 @@ class GrpcServer:
             model = self._model(request.name, request.version)
         except RequestError as exc:
             await _abort(context, exc)
-        return self._model_meta[model.name]
+        cached = self._model_meta.get(model.name)
+        if cached is None or cached[0] is not model:  # a reload made a new version
+            meta = pb.ModelMetadataResponse(name=model.name, versions=[model.version], platform="brickwork",
+                                            inputs=tensor_metadata(model.inputs),
+                                            outputs=tensor_metadata(model.outputs))
+            self._model_meta[model.name] = cached = (model, meta)
+        return cached[1]
 
     async def model_infer(self, request: Any, context: Any) -> Any:
         try:

@@ -164,6 +164,11 @@ class LlmFront:
         self.metrics = LlmMetrics()
         self.created = int(time.time())
 
+    def refresh(self, pipelines: Mapping[str, Pipeline]) -> None:
+        """Follow the served models (the repository may load, unload or reload them)."""
+        if {n: id(f.pipeline) for n, f in self.fits.items()} != {n: id(p) for n, p in pipelines.items()}:
+            self.fits = {name: _Fit(p) for name, p in pipelines.items()}
+
     def metrics_text(self) -> bytes:
         streams = {n: f.pipeline.stats().get("streams", {}) for n, f in self.fits.items()}
         return self.metrics.text({n: s for n, s in streams.items() if s})

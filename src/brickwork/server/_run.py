@@ -2,12 +2,24 @@
 ourselves (so port 0 works and the chosen port is known), graceful drain on SIGTERM, and
 ``workers`` processes forked after the bind to share the port. With ``grpc_port``, each process
 also serves gRPC (:mod:`._grpc`) on its own SO_REUSEPORT socket of that port, which the parent
-reserves first (so port 0 resolves once, for every worker)."""
+reserves first (so port 0 resolves once, for every worker).
+
+Garbage collection: once the pipelines are loaded, a server process moves everything alive to
+the collector's permanent generation (``gc.freeze()``: modules, models, the app) and collects
+the young generation every 10,000 allocations instead of 700. A request allocates dozens of
+containers that stay alive while it is in flight, so under load the default threshold collected
+every request or two and kept promoting in-flight objects, which then triggered full
+collections of the ~30,000 objects loaded at start: pauses of several ms every few seconds, the
+p99 of a 2-stage pipeline. Measured on the bench's 2-stage pipeline (wrk, 32 connections, 6 s,
+the shared 2-core box): 617 young, 56 middle and 5 full collections taking 352 ms in all
+(35 ms a full one), against 68 young and 7 middle ones taking 30 ms and no full one. The
+request path makes no reference cycles, so nothing waits longer to be freed."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import shutil
 import signal
@@ -29,6 +41,15 @@ from ._metrics import SharedMetrics
 __all__ = ["bind", "reserve_port", "serve", "serve_app"]
 
 ReadyCallback = Callable[[str, int], None]
+GC_GEN0_THRESHOLD = 10_000
+
+
+def settle_gc() -> None:
+    """Freeze what is alive now and collect the young generation less often (see above)."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -68,7 +89,9 @@ def _pipelines(items: Any) -> list[Pipeline]:
         if isinstance(item, str | Path):
             from ..graph import load_pipeline
 
+            path = item
             item = load_pipeline(item)
+            item.source = Path(path)  # what a reload compiles again
         elif not isinstance(item, Pipeline) and hasattr(item, "compile"):
             item = item.compile()
         if not isinstance(item, Pipeline):
@@ -133,7 +156,28 @@ def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socke
         shared = SharedMetrics(metrics_dir[0], metrics_dir[1], list(app.models))
         for name, model in app.models.items():
             model.metrics = shared.metrics[name]
-    server = HttpServer(app, sock, on_ready=on_ready)
+    main = threading.current_thread() is threading.main_thread()
+
+    def ready(host: str, port: int) -> None:
+        if main:  # a server process of its own (not a test server thread inside another app)
+            settle_gc()
+        if on_ready is not None:
+            on_ready(host, port)
+
+    if config.http == "uvicorn":
+        from ._uvicorn import run_uvicorn
+
+        background = None
+        if shared is not None:
+            publisher = shared
+
+            def background() -> Any:
+                return publisher.publish(
+                    lambda: {n: m.pipeline.stats() for n, m in app.models.items()} if app.ready else {})
+
+        run_uvicorn(app, config, sock, ready, background=background)
+        return
+    server = HttpServer(app, sock, on_ready=ready)
     front = grpc_front(app, config.grpc_port)
 
     def stop() -> None:
@@ -142,7 +186,6 @@ def _run_one(pipelines: list[Pipeline], config: ServerConfig, sock: socket.socke
             front.begin_stop()
 
     loop = _loop_factory()()
-    main = threading.current_thread() is threading.main_thread()
     try:
         asyncio.set_event_loop(loop)
         if main:
@@ -165,6 +208,9 @@ def serve(pipelines: Any, *, host: str = "127.0.0.1", port: int = 8000,
     with ``grpc_port``, ``on_grpc_ready(host, grpc_port)`` before it, once gRPC listens."""
     cfg = config or ServerConfig(host=host, port=port, **options)
     items = _pipelines(pipelines)
+    if cfg.workers > 1:  # no framework runtime may live across the fork (see Pipeline.release)
+        for pipeline in items:
+            pipeline.release()
     sock = bind(cfg.host, cfg.port, cfg.backlog)
     reserved = None
     try:

@@ -9,8 +9,8 @@ import pytest
 
 import brickwork as bw
 from brickwork.errors import DeadlineExceeded, ModelError, Overloaded, WorkerCrashed
+from brickwork.faults import CircuitBreaker, GuardedStage, RetryBudget
 from brickwork.options import Breaker, FaultPolicy
-from brickwork.resilience import CircuitBreaker, GuardedStage, RetryBudget
 from brickwork.testing import FakeBrick
 
 
@@ -165,3 +165,45 @@ def test_readiness_is_honest_about_uncovered_stages():
         with pytest.raises(WorkerCrashed):
             pipe.infer({"x": [1.0]})
         assert pipe.unready() == ["stage 'lone' has no live replica or its circuit is open"]
+
+
+def test_backoff_is_capped_exponential_with_full_jitter():
+    from brickwork.faults import Backoff
+
+    b = Backoff(base_s=0.05, max_s=2.0)
+    assert [b.ceiling_s(n) for n in range(8)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    assert b.delay_s(3, rand=lambda: 0.0) == 0.0 and b.delay_s(3, rand=lambda: 0.5) == 0.2
+    assert b.ceiling_s(10_000) == 2.0  # no overflow however long it has failed
+    assert Backoff(0.05, 10.0, jitter=False).delay_s(2, rand=lambda: 0.0) == 0.2
+
+
+def test_guard_waits_a_jittered_backoff_before_each_retry():
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    runner = Runner([WorkerCrashed("a"), WorkerCrashed("b"), WorkerCrashed("c"), "ok"])
+    guard = GuardedStage(runner, FaultPolicy(retries=3, retry_backoff_s=0.1, retry_backoff_max_s=0.3),
+                         sleep=sleep, rand=lambda: 0.5)
+    assert asyncio.run(guard.submit(X, None))
+    assert waits == [0.05, 0.1, 0.15] and runner.calls == 4  # half of 0.1, 0.2, 0.3 (capped)
+    assert guard.stats()["retry_backoff_s"] == pytest.approx(0.3)
+
+    runner = Runner([WorkerCrashed("a"), "ok"])
+    waits.clear()
+    guard = GuardedStage(runner, FaultPolicy(retries=1, retry_backoff_s=None), sleep=sleep)
+    assert asyncio.run(guard.submit(X, None)) and waits == []  # None: retry at once
+
+
+def test_guard_does_not_retry_when_the_backoff_would_pass_the_deadline():
+    import time
+
+    async def sleep(s: float) -> None:
+        raise AssertionError("no wait expected")
+
+    runner = Runner([WorkerCrashed("a"), "ok"])
+    guard = GuardedStage(runner, FaultPolicy(retries=2, retry_backoff_s=5.0), sleep=sleep, rand=lambda: 1.0)
+    with pytest.raises(WorkerCrashed):
+        asyncio.run(guard.submit(X, time.monotonic() + 1.0))  # 5 s wait > 1 s left
+    assert runner.calls == 1 and guard.retries == 0

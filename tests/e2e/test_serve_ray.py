@@ -1,0 +1,52 @@
+"""`brickwork serve --backend ray` as a user runs it: two server processes join the test
+session's Ray instance (loopback only) and share one set of actors; NVIDIA's tritonclient
+works unchanged; stopping the ingress that created the actors leaves the other serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.e2e.serve_helpers import start, stop, write_models
+
+httpclient = pytest.importorskip("tritonclient.http")
+
+
+def _total(url: str) -> np.ndarray:
+    client = httpclient.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=120)
+    try:
+        x = np.arange(8, dtype=np.float32).reshape(2, 4)
+        inp = httpclient.InferInput("x", [2, 4], "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        res = client.infer("calc", [inp], outputs=[httpclient.InferRequestedOutput("total")])
+        return res.as_numpy("total")
+    finally:
+        client.close()
+
+
+def _calc_actors() -> list[dict]:
+    import ray
+
+    return [a for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"].startswith("brickwork.calc.")]
+
+
+def test_two_ingresses_share_actors_and_survive_each_other(tmp_path, ray_cluster):
+    files = write_models(tmp_path)
+    args = ("--backend", "ray", "--ray-address", ray_cluster)
+    first = start(files, *args, cwd=tmp_path, timeout_s=180)
+    second = None
+    try:
+        np.testing.assert_array_equal(_total(first.url), [6.0, 22.0])
+        assert [a["name"] for a in _calc_actors()] == ["calc/0"]
+        second = start(files, *args, cwd=tmp_path, timeout_s=180)
+        np.testing.assert_array_equal(_total(second.url), [6.0, 22.0])
+        assert len(_calc_actors()) == 1  # the second ingress attached; it loaded no copy of its own
+        assert stop(first.proc) == 0  # the creator leaves and takes its actors with it...
+        # ...the other ingress notices, re-creates the actor and keeps answering
+        np.testing.assert_array_equal(_total(second.url), [6.0, 22.0])
+        assert len(_calc_actors()) == 1
+    finally:
+        stop(first.proc)
+        if second is not None:
+            stop(second.proc)
+    assert _calc_actors() == []  # the last ingress took its actors along
