@@ -84,11 +84,22 @@ def build_generator(*, force: bool = False, budget_s: float = 90.0, out: Path | 
     return out
 
 
+def build(*, force: bool = False) -> Path:
+    """Every model the pipeline needs: MiniLM (text_router's export) and the generator."""
+    from examples.text_router.build import build as build_minilm
+
+    build_minilm(force=force)
+    return build_generator(force=force)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="train again")
     parser.add_argument("--budget-s", type=float, default=90.0, help="training time limit (seconds)")
     args = parser.parse_args()
+    from examples.text_router.build import build as build_minilm
+
+    build_minilm()
     out = build_generator(force=args.force, budget_s=args.budget_s)
     print(out, (out / "brickwork-train.json").read_text())
 
