@@ -5,6 +5,7 @@ the pipeline's stream and so cancels the generation and frees its slot."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -46,6 +47,10 @@ async def write_chunked(reply: StreamReply, conn: Any, status_line: bytes, *, ke
                 return False  # the client hung up: the finally below stops the generation
             if piece:
                 conn.transport.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                if getattr(conn, "write_paused", False):  # a client that does not read: wait, buffer no more
+                    conn.drained = asyncio.get_running_loop().create_future()
+                    await conn.drained
+                    conn.drained = None
         if conn.transport is None:
             return False
         conn.transport.write(b"0\r\n\r\n")
