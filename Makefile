@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-EXTRAS := onnx,sklearn,torch,hf,server,grpc,ray,examples,federated,accel,viz,otel,fusion,dev
+EXTRAS := onnx,sklearn,torch,hf,server,grpc,ray,examples,federated,accel,viz,otel,fusion,llm,dev
 
 .PHONY: demo test lint bench bench-peers grpc-proto clean
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from . import faults
-from .engine import Backend, Executor, InferResult, LocalBackend, bottleneck
+from .engine import Backend, Executor, InferResult, LocalBackend, bottleneck, stream_plan
 from .errors import ConfigError
 from .plan import Plan
 
@@ -42,6 +42,13 @@ def _backend(name: str | Backend) -> Backend:
 
         return RayBackend()
     raise ConfigError(f"unknown backend {name!r}; use 'local', 'process' or 'ray'")
+
+
+async def _next(agen: AsyncIterator[Any]) -> tuple[bool, Any]:
+    try:
+        return False, await agen.__anext__()
+    except StopAsyncIteration:
+        return True, None
 
 
 class Pipeline:
@@ -163,6 +170,54 @@ class Pipeline:
             raise RuntimeError("infer() called on the pipeline's own event loop; use 'await ainfer()'")
         return asyncio.run_coroutine_threadsafe(self.ainfer(inputs, timeout_s=timeout_s), loop).result()
 
+    # -- streaming (a separate path: ainfer above stays as it is) -----------------------
+    async def astream(self, inputs: Mapping[str, Any], *, parameters: Mapping[str, Any] | None = None,
+                      timeout_s: float | None = None) -> AsyncGenerator[InferResult, None]:
+        """Run one request and yield its outputs chunk by chunk as the pipeline's streaming
+        stage produces them (one chunk: the whole answer, when no stage streams).
+        ``parameters`` go to the streaming brick (an llm brick reads ``max_tokens``,
+        ``temperature``, ``top_p``, ``seed``, ``stop``). Stopping early (``break``, or
+        ``aclose()``) stops the generation and frees its slot."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None or (loop is self._loop and self._executor is None):
+            await self.start()
+        if loop is self._loop:
+            assert self._executor is not None
+            chunks = stream_plan(self._executor, self._executor.validate(inputs),
+                                 parameters=parameters, timeout_s=timeout_s)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:  # an async generator left early is not closed by ``async for``: close it
+                await chunks.aclose()
+            return
+        assert self._loop is not None
+        agen = self.astream(inputs, parameters=parameters, timeout_s=timeout_s)
+        try:
+            while True:
+                fut = asyncio.run_coroutine_threadsafe(_next(agen), self._loop)
+                done, chunk = await asyncio.wrap_future(fut)
+                if done:
+                    return
+                yield chunk
+        finally:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop))
+
+    def stream(self, inputs: Mapping[str, Any], *, parameters: Mapping[str, Any] | None = None,
+               timeout_s: float | None = None) -> Iterator[InferResult]:
+        """Synchronous ``astream``: a generator of chunks; closing it (or ``break``) stops the
+        generation."""
+        loop = self._ensure_thread()
+        agen = self.astream(inputs, parameters=parameters, timeout_s=timeout_s)
+        try:
+            while True:
+                done, chunk = asyncio.run_coroutine_threadsafe(_next(agen), loop).result()
+                if done:
+                    return
+                yield chunk
+        finally:
+            asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
+
     def stats(self) -> dict[str, Any]:
         """Per stage: the backend's figures (queue/compute time, batch sizes, …) plus the fault
         policy's (retries, timeouts, breaker state); per fallback ladder: answers per rung."""
@@ -174,6 +229,13 @@ class Pipeline:
                "fallbacks": {k: dict(v) for k, v in ex.rung_counts.items()}}
         if ex.deadline_votes.counts:  # deadline ensembles: answers, stragglers, members
             out["ensembles"] = {k: dict(v) for k, v in ex.deadline_votes.counts.items()}
+        streams = {}
+        for n, stage in self.plan.stages.items():
+            figures = getattr(stage.brick, "stream_stats", None)
+            if callable(figures):
+                streams[n] = dict(figures())
+        if streams:  # streaming bricks' own figures (an llm brick: active sequences, KV tokens)
+            out["streams"] = streams
         return out
 
     def reset_stats(self) -> None:

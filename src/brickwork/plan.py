@@ -21,7 +21,7 @@ from .options import Batching, FaultPolicy, StageOptions
 from .spec import Signature, TensorSpec
 
 __all__ = ["Binding", "Call", "Ladder", "Par", "Plan", "PlanStep", "Route", "Scope", "Seq",
-           "StagePlan", "Vote"]
+           "StagePlan", "StreamSplit", "Vote", "is_streaming", "stream_split"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +169,88 @@ def _calls(step: PlanStep) -> Iterator[Call]:
             yield from _calls(s)
     elif isinstance(step, Scope):
         yield from _calls(step.step)
+
+
+# -- streaming ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StreamSplit:
+    """Where a plan streams: ``prefix`` steps run once per request, ``call`` is the streaming
+    stage (its brick's ``stream`` yields chunks), ``suffix`` calls run on every chunk."""
+
+    prefix: tuple[PlanStep, ...]
+    call: Call | Ladder  # a Ladder: each rung one brick, tried in turn until one streams
+    suffix: tuple[Call, ...]
+
+
+def is_streaming(brick: object) -> bool:
+    """A brick streams when it says so (``streaming = True``) and has ``stream(inputs,
+    parameters)``, an async iterator of partial outputs."""
+    return bool(getattr(brick, "streaming", False)) and callable(getattr(brick, "stream", None))
+
+
+def _flat(step: PlanStep) -> list[PlanStep]:
+    if isinstance(step, Seq):
+        return [s for inner in step.steps for s in _flat(inner)]
+    return [step]
+
+
+def _rung_call(step: PlanStep) -> Call | None:
+    flat = _flat(step)
+    return flat[0] if len(flat) == 1 and isinstance(flat[0], Call) else None
+
+
+def stream_split(plan: Plan) -> StreamSplit | None:
+    """The plan's streaming shape, None when no stage streams. Raises GraphError for a shape
+    that cannot stream. A streaming stage must be a top-level step (or a rung of a top-level
+    fallback whose rungs are single bricks: remote model -> local model -> default answer), and
+    only plain per-chunk bricks may follow it."""
+    from .errors import GraphError
+
+    streaming = [c.stage for c in plan.calls() if is_streaming(plan.stages[c.stage].brick)]
+    if not streaming:
+        return None
+    steps = _flat(plan.root)
+    at: int | None = None
+    head: Call | Ladder | None = None
+    for i, s in enumerate(steps):
+        if isinstance(s, Call) and s.stage in streaming:
+            at, head = i, s
+            break
+        if isinstance(s, Ladder):
+            calls = [_rung_call(r) for _, r in s.rungs]
+            if any(c is not None and c.stage in streaming for c in calls):
+                if any(c is None for c in calls):
+                    raise GraphError(f"fallback {s.name!r} has a streaming rung; every rung of a streaming "
+                                     "fallback must be a single brick")
+                at, head = i, s
+                break
+    covered: set[str] = set()
+    if isinstance(head, Ladder):
+        covered = {c.stage for c in (_rung_call(r) for _, r in head.rungs) if c is not None}
+    elif isinstance(head, Call):
+        covered = {head.stage}
+    if head is None or set(streaming) - covered:
+        if len(set(streaming)) > 1 and head is not None:
+            raise GraphError(f"pipeline {plan.name!r} has more than one streaming stage ({streaming}); "
+                             "a pipeline streams from one stage (or one fallback of streaming rungs)")
+        raise GraphError(f"streaming stage {streaming[0]!r} sits inside a parallel, switch, ensemble, "
+                         "fallback or nested graph; a streaming stage must be a top-level step of the "
+                         "pipeline (last, or followed only by per-chunk bricks)")
+    for stage in covered & set(streaming):
+        if plan.stages[stage].worker not in ("inline", "thread"):
+            raise GraphError(f"streaming stage {stage!r} asks for worker={plan.stages[stage].worker!r}; a "
+                             "streaming brick runs in the serving process (worker: thread), it batches internally")
+    assert at is not None
+    suffix = steps[at + 1:]
+    for s in suffix:
+        if not isinstance(s, Call):
+            raise GraphError(f"streaming stage {streaming[0]!r} is followed by {type(s).__name__.lower()} "
+                             "step; after a streaming stage only plain bricks may follow (each runs "
+                             "on every chunk), e.g. llm >> detokenize >> filter")
+        if is_streaming(plan.stages[s.stage].brick):
+            raise GraphError(f"pipeline {plan.name!r} has more than one streaming stage ({streaming}); "
+                             "a pipeline streams from one stage")
+        if not getattr(plan.stages[s.stage].brick, "rowwise", True):
+            raise GraphError(f"brick {s.stage!r} after streaming stage {streaming[0]!r} is not rowwise "
+                             "(it changes the number of items), so it cannot run per chunk")
+    return StreamSplit(tuple(steps[:at]), head, tuple(s for s in suffix if isinstance(s, Call)))

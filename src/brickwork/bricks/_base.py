@@ -107,6 +107,8 @@ _KINDS: dict[str, str] = {
     "fake": "brickwork.testing:FakeBrick",
     "fuse": "brickwork.fusion:FuseBrick",
     "track": "brickwork.fusion:TrackBrick",
+    "llm": "brickwork.llm:LlmBrick",
+    "openai": "brickwork.llm:OpenAIBrick",
 }
 
 

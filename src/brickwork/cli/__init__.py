@@ -16,7 +16,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Every verb here must have its module: a missing one fails loudly at start (a test checks
 # each verb's parser), instead of the verb silently vanishing from the CLI.
-COMMANDS = ("validate", "run", "graph", "serve", "bench", "fed", "optimize", "export", "schema", "studio")
+COMMANDS = ("validate", "run", "graph", "serve", "bench", "fed", "optimize", "export", "schema", "studio", "mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:

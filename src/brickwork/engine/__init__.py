@@ -7,6 +7,7 @@ from ._local import LocalBackend, ProcessBackend
 from ._replicas import Replica, RunResult
 from ._stage import Stage
 from ._stats import bottleneck
+from ._stream import stream_plan
 
 __all__ = ["Autoscaler", "Backend", "Executor", "InferResult", "LocalBackend", "ProcessBackend", "Replica",
-           "RunResult", "ScaleDecision", "Stage", "StageRunner", "bottleneck"]
+           "RunResult", "ScaleDecision", "Stage", "StageRunner", "bottleneck", "stream_plan"]

@@ -367,4 +367,6 @@ def compile_plan(graph: Graph, *, batching: Batching | None = None) -> p.Plan:
     inputs = [*declared.values(), *(s for n, s in env.inferred.items() if n not in declared)]
     if not compiler.stages:
         raise GraphError(f"pipeline {graph.name!r} has no bricks")
-    return p.Plan(graph.name, tuple(inputs), tuple(outputs), dict(compiler.stages), root)
+    plan = p.Plan(graph.name, tuple(inputs), tuple(outputs), dict(compiler.stages), root)
+    p.stream_split(plan)  # refuses a shape that cannot stream (a no-op when nothing streams)
+    return plan

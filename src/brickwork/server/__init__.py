@@ -14,7 +14,9 @@ is imported only when gRPC is on.
 from ._app import App
 from ._config import ServerConfig
 from ._log import configure as configure_logging
+from ._mcp import serve_mcp_http, serve_mcp_stdio
 from ._run import serve
 from ._testing import ServerThread, serve_in_thread
 
-__all__ = ["App", "ServerConfig", "ServerThread", "configure_logging", "serve", "serve_in_thread"]
+__all__ = ["App", "ServerConfig", "ServerThread", "configure_logging", "serve", "serve_in_thread", "serve_mcp_http",
+           "serve_mcp_stdio"]

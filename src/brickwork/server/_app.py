@@ -41,6 +41,7 @@ from ._errors import JSON, Reply, error_reply, plain_error
 from ._log import AccessLog, log_error
 from ._metrics import ModelMetrics, render
 from ._repository import Repository
+from ._stream import StreamReply
 
 __all__ = ["App"]
 
@@ -116,6 +117,7 @@ class App:
         self._key = self.config.api_key.encode() if self.config.api_key else None
         self._decoders: ThreadPoolExecutor | None = None
         self.access = AccessLog(sample=self.config.access_log_sample) if self.config.access_log else None
+        self._llm_front: Any = None  # the OpenAI/generate front, built on first use (_openai.py)
         self._server_meta = orjson.dumps({"name": "brickwork", "version": __version__,
                                           "extensions": EXTENSIONS})
         self.dashboard: Dashboard | None = Dashboard(self) if self.config.dashboard else None
@@ -178,9 +180,13 @@ class App:
 
     # -- routing (transport-independent) --------------------------------------------------
     async def handle(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
-                     body: bytes) -> Reply:
+                     body: bytes) -> Reply | StreamReply:
         """Answer one request whose body was read in full (and within ``max_body_bytes``).
-        ``headers`` have lower-case names. Never raises: errors become replies."""
+        ``headers`` have lower-case names. Never raises: errors become replies (a streamed
+        answer is a StreamReply)."""
+        if path.startswith("/v1/") or (path.startswith("/v2/models/")
+                                       and path.endswith(("/generate", "/generate_stream"))):
+            return await self._llm(method, path, headers, body)
         if path.startswith("/v2/models/"):
             if self._key is not None and not self._authorised(headers):
                 return _unauthorised()
@@ -247,12 +253,28 @@ class App:
         if path == "/metrics":
             stats = {name: m.pipeline.stats() for name, m in self.models.items()}
             body = render({n: m.metrics for n, m in self.models.items()}, stats)
+            if self._llm_front is not None:
+                body += self._llm_front.metrics_text()
             return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
         if path == "/v2/repository/index" and method == "POST":
             return 200, [JSON], orjson.dumps([
                 {"name": n, "version": "1", "state": "READY" if m.ready else "UNAVAILABLE"}
                 for n, m in self.models.items()])
         return plain_error(404, f"no endpoint {method} {path}; see /v2 and /v2/models/{{name}}")
+
+    async def _llm(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> Reply | StreamReply:
+        if self._key is not None and not self._authorised(headers):
+            return _unauthorised()
+        pipelines = {n: m.pipeline for n, m in self.models.items()}
+        if self._llm_front is None:
+            from ._openai import LlmFront
+
+            self._llm_front = LlmFront(pipelines)
+        else:
+            self._llm_front.refresh(pipelines)  # a model loaded, unloaded or reloaded since
+        reply: Reply | StreamReply = await self._llm_front.handle(method, path, body)
+        return reply
 
     def unlive(self) -> list[str]:
         """Why this server process should be restarted (empty: live): a stage down past its
@@ -367,6 +389,7 @@ class App:
     async def _asgi_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = list(scope["headers"])
         path = scope["path"]
+        reply: Reply | StreamReply
         refusal = self.refuse_early(path, headers)  # the key, before any body is read
         if refusal is not None:
             reply = refusal
@@ -379,6 +402,11 @@ class App:
                 reply = error_reply(exc)[0]
             else:
                 reply = await self.handle(scope["method"], path, headers, body)
+        if isinstance(reply, StreamReply):
+            from ._stream import write_asgi
+
+            await write_asgi(reply, send)
+            return
         status, out_headers, out = reply
         await send({"type": "http.response.start", "status": status,
                     "headers": [*out_headers, (b"content-length", str(len(out)).encode())]})

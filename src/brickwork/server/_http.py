@@ -40,6 +40,7 @@ import httptools
 
 from ._app import App
 from ._errors import Reply, error_reply, plain_error
+from ._stream import StreamReply, write_chunked
 
 __all__ = ["HttpServer", "raise_fd_limit"]
 
@@ -296,6 +297,7 @@ class Connection(asyncio.Protocol):
 
     # -- answering -----------------------------------------------------------------------
     async def _serve(self, req: _Request) -> None:
+        reply: Reply | StreamReply | None
         while True:
             reply = req.reply
             if reply is None:
@@ -308,8 +310,15 @@ class Connection(asyncio.Protocol):
             else:
                 keep_alive = False
             if self.transport is None:
+                if isinstance(reply, StreamReply):
+                    await reply.chunks.aclose()
                 return
-            self._write(reply, keep_alive=keep_alive, head=req.method == "HEAD")
+            if isinstance(reply, StreamReply):  # Server-Sent Events, chunked (see _stream.py)
+                status_line = _STATUS.get(reply.status) or f"HTTP/1.1 {reply.status} Unknown\r\n".encode()
+                if not await write_chunked(reply, self, status_line, keep_alive=keep_alive):
+                    return
+            else:
+                self._write(reply, keep_alive=keep_alive, head=req.method == "HEAD")
             if not keep_alive:
                 self._close(linger=req.reply is not None)
                 return
