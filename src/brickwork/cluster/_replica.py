@@ -32,7 +32,7 @@ import numpy as np
 from ..bricks import kind_module
 from ..engine import RunResult
 from ..errors import ConfigError, DeadlineExceeded, WorkerCrashed
-from ..faults import Supervisor
+from ..faults import SupervisedFigures, Supervisor
 from ..plan import StagePlan
 from ..spec import Tensors
 from ._actor import BatchAnswer, BrickActor
@@ -71,7 +71,7 @@ def _ray_options(stage: StagePlan) -> dict[str, Any]:
     return opts
 
 
-class RayReplica:
+class RayReplica(SupervisedFigures):
     """One actor of a stage, supervised like a worker process (:class:`~brickwork.faults.
     Supervisor`: watchdog, heartbeat, replacement with backoff). ``on_change`` is called when it
     dies or comes back."""
@@ -117,27 +117,6 @@ class RayReplica:
     @property
     def alive(self) -> bool:
         return self._ready and not self._stopping
-
-    # what supervision keeps, read by the stage (dispatch, stats) and by liveness
-    @property
-    def restarting(self) -> bool:
-        return self.supervisor.restarting
-
-    @property
-    def down_since(self) -> float | None:
-        return self.supervisor.down_since
-
-    @property
-    def restarts(self) -> int:
-        return self.supervisor.restarts
-
-    @property
-    def hangs(self) -> int:
-        return self.supervisor.hangs
-
-    @property
-    def deaths(self) -> int:
-        return self.supervisor.deaths
 
     def info(self) -> dict[str, Any]:
         return {"index": self.index, "kind": "ray", "actor": self.actor_name, "namespace": self.namespace,

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..bricks import kind_module
 from ..errors import ConfigError, WorkerCrashed
-from ..faults import Supervisor, kill_and_reap
+from ..faults import SupervisedFigures, Supervisor, kill_and_reap
 from ..plan import StagePlan
 from ..spec import Tensors
 from ._pipe import WorkerPipe
@@ -137,7 +137,7 @@ def _release_slots(slots: list[_Slot]) -> None:
         slot.release()
 
 
-class ProcessReplica:
+class ProcessReplica(SupervisedFigures):
     """One worker process of a stage. ``on_change`` is called when it dies or comes back."""
 
     capacity = 2  # one batch computing, one waiting in the worker's pipe
@@ -181,28 +181,6 @@ class ProcessReplica:
     @property
     def alive(self) -> bool:
         return self._ready and not self._stopping
-
-    @property
-    def restarting(self) -> bool:
-        """Dead, and a replacement is expected soon (the stage holds its requests for it)."""
-        return self.supervisor.restarting
-
-    @property
-    def down_since(self) -> float | None:
-        return self.supervisor.down_since
-
-    # counters kept by supervision, read by the stage's stats
-    @property
-    def restarts(self) -> int:
-        return self.supervisor.restarts
-
-    @property
-    def hangs(self) -> int:
-        return self.supervisor.hangs
-
-    @property
-    def deaths(self) -> int:
-        return self.supervisor.deaths
 
     @property
     def pid(self) -> int | None:

@@ -25,9 +25,9 @@ from ._guard import GuardedStage, Runner, guard, retryable
 from ._hedging import HedgeBudget, HedgedStage, LatencyWindow, hedged
 from ._ladder import DEFAULT_RUNG, ladders, moves_down, primaries
 from ._readiness import down_since, unlive, unready
-from ._supervisor import RESPAWN_BACKOFF, Supervised, Supervisor, kill_and_reap
+from ._supervisor import RESPAWN_BACKOFF, Supervised, SupervisedFigures, Supervisor, kill_and_reap
 
 __all__ = ["DEFAULT_RUNG", "RESPAWN_BACKOFF", "Backoff", "Breaker", "CircuitBreaker", "FaultPolicy",
            "GuardedStage", "HedgeBudget", "HedgedStage", "LatencyWindow", "RetryBudget", "Runner",
-           "Supervised", "Supervisor", "down_since", "guard", "hedged", "kill_and_reap", "ladders",
+           "Supervised", "SupervisedFigures", "Supervisor", "down_since", "guard", "hedged", "kill_and_reap", "ladders",
            "moves_down", "primaries", "retryable", "unlive", "unready"]

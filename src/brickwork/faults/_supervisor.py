@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from ._backoff import Backoff
 
-__all__ = ["RESPAWN_BACKOFF", "Process", "Supervised", "Supervisor", "kill_and_reap"]
+__all__ = ["RESPAWN_BACKOFF", "Process", "Supervised", "SupervisedFigures", "Supervisor", "kill_and_reap"]
 
 log = logging.getLogger("brickwork.faults")
 
@@ -233,3 +233,31 @@ class Supervisor:
     def info(self) -> dict[str, Any]:
         return {"restarts": self.restarts, "hangs": self.hangs, "deaths": self.deaths,
                 "spawn_failures": self.spawn_failures, "last_downtime_s": self.last_downtime_s}
+
+
+class SupervisedFigures:
+    """What supervision keeps about a worker, as its replica shows it to the stage (dispatch,
+    stats) and to liveness: a mixin for replicas that own a ``supervisor``."""
+
+    supervisor: Supervisor
+
+    @property
+    def restarting(self) -> bool:
+        """Dead, and a replacement is expected soon (the stage holds its requests for it)."""
+        return self.supervisor.restarting
+
+    @property
+    def down_since(self) -> float | None:
+        return self.supervisor.down_since
+
+    @property
+    def restarts(self) -> int:
+        return self.supervisor.restarts
+
+    @property
+    def hangs(self) -> int:
+        return self.supervisor.hangs
+
+    @property
+    def deaths(self) -> int:
+        return self.supervisor.deaths
