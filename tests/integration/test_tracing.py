@@ -5,6 +5,7 @@ trace. A batch span links to the requests in it. Off, nothing is recorded."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -81,10 +82,18 @@ def _front(upstream_url: str) -> bw.Pipeline:
     return parse_pipeline(text).compile()
 
 
+def slow_double(x: Vec) -> Vec:
+    time.sleep(0.2)
+    return x * 2
+
+
 def test_a_batch_links_every_request_in_it(spans: InMemorySpanExporter) -> None:
     import concurrent.futures as cf
 
-    slow = bw.graph(bw.function(double, batch=True, batching=bw.Batching(max_batch_size=64, max_delay_s=0.05)),
+    # a brick busy for 0.2 s a call, on a worker thread: the requests that arrive while the first
+    # computes form the next batch (a free stage runs a lone request at once, by design)
+    slow = bw.graph(bw.function(slow_double, batch=True, blocking=True, name="double",
+                                batching=bw.Batching(max_batch_size=64, max_delay_s=0.05)),
                     name="calc").compile()
     with ServerThread(slow) as srv, cf.ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda i: httpx.post(f"{srv.url}/v2/models/calc/infer", json=_body(1),
