@@ -239,9 +239,7 @@ class App:
         if path in _PROBES and method not in ("GET", "HEAD"):
             return plain_error(405, f"{path} takes GET or HEAD", (b"allow", b"GET, HEAD"))
         if path == "/v2/health/ready":
-            if self.draining or not self.ready:
-                return plain_error(503, "draining" if self.draining else "starting")
-            why = [w for m in self.models.values() for w in self._unready(m)]
+            why = self.unready()
             return _OK_EMPTY if not why else plain_error(503, "; ".join(why))
         if path == "/v2/health/live":
             dead = self.unlive()
@@ -280,6 +278,13 @@ class App:
         """Why this server process should be restarted (empty: live): a stage down past its
         policy's max_down_s. The HTTP and gRPC liveness probes both answer from it."""
         return [w for m in self.models.values() for w in getattr(m.pipeline, "unlive", list)()]
+
+    def unready(self) -> list[str]:
+        """Why this server cannot take traffic now (empty: ready): draining, starting, or a
+        model's reasons. The HTTP and gRPC readiness probes both answer from it."""
+        if self.draining or not self.ready:
+            return ["draining" if self.draining else "starting"]
+        return [w for m in self.models.values() for w in self._unready(m)]
 
     def _unready(self, model: Model) -> list[str]:
         """Why ``model`` cannot answer now (empty: ready): starting, draining, or the engine's

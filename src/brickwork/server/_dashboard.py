@@ -145,7 +145,8 @@ class Dashboard:
         """The figures the page polls, per model."""
         models = {}
         for name, model in self.app.models.items():
-            models[name] = {"ready": not self.app._unready(model), "unready": self.app._unready(model),
+            why = self.app._unready(model)
+            models[name] = {"ready": not why, "unready": why,
                             "requests": _requests(model), "pipeline": model.pipeline.stats()}
         return {"time": time.time(), "models": models}
 

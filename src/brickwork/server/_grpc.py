@@ -171,9 +171,7 @@ class GrpcServer:
         return pb.ServerLiveResponse(live=not self.app.unlive())  # as /v2/health/live
 
     async def server_ready(self, request: Any, context: Any) -> Any:
-        app = self.app
-        ready = app.ready and not app.draining and not any(app._unready(m) for m in app.models.values())
-        return pb.ServerReadyResponse(ready=ready)
+        return pb.ServerReadyResponse(ready=not self.app.unready())  # as /v2/health/ready
 
     async def model_ready(self, request: Any, context: Any) -> Any:
         try:

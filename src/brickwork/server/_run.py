@@ -52,15 +52,21 @@ def settle_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+def _bound(host: str, port: int, option: int, what: str) -> socket.socket:
+    """A TCP socket with ``option`` set, bound to ``host:port`` (IPv6 when the host has a colon)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, option, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot listen{what} on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    sock = _bound(host, port, socket.SO_REUSEADDR, "")
     sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
@@ -70,15 +76,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
     """Bind (not listen) a SO_REUSEPORT socket on ``host:port``: the port is ours and known (0
     resolves here), and gRPC servers with SO_REUSEPORT can still listen on it, one per worker.
     A socket that does not listen takes no connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen for gRPC on {host}:{port}: {exc.strerror}") from exc
-    return sock
+    return _bound(host, port, socket.SO_REUSEPORT, " for gRPC")
 
 
 def _pipelines(items: Any) -> list[Pipeline]:
