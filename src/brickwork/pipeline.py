@@ -54,6 +54,10 @@ async def _next(agen: AsyncIterator[Any]) -> tuple[bool, Any]:
 class Pipeline:
     def __init__(self, plan: Plan, *, backend: str | Backend = "local") -> None:
         self.plan = plan
+        # what the pipeline and its tensors are, for people and agents (the YAML's
+        # ``description`` and ``descriptions``): the tool schemas of brickwork mcp and /v1/tools
+        self.description: str | None = None
+        self.descriptions: dict[str, str] = {}
         self._backend = _backend(backend)
         check = getattr(self._backend, "check", None)
         if callable(check):  # refuse what this backend cannot run now, not at start

@@ -19,7 +19,10 @@ TOP_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("name", {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
               "the model name the server exposes; default \"pipeline\""),
     ConfigKey("version", {"type": ["string", "number"]}, "free text for people; not read"),
-    ConfigKey("description", {"type": "string"}, "free text for people; not read"),
+    ConfigKey("description", {"type": "string"},
+              "what the pipeline does: the tool description in ``brickwork mcp`` and ``/v1/tools``"),
+    ConfigKey("descriptions", {"type": "object", "additionalProperties": {"type": "string"}},
+              "input or output tensor name -> text: the tool schema's property descriptions"),
     ConfigKey("defaults", {"$ref": "#/$defs/stage_options"},
               "stage options for every brick that sets none (its ``batching`` is the default "
               "batching of every stage)"),

@@ -92,14 +92,25 @@ class PipelineFile:
     """A parsed pipeline file: its graph, default batching and example request."""
 
     def __init__(self, graph: Graph, defaults: StageOptions, example: Mapping[str, Any] | None,
-                 path: Path | None) -> None:
+                 path: Path | None, *, description: str | None = None,
+                 descriptions: Mapping[str, str] | None = None) -> None:
         self.graph = graph
         self.defaults = defaults
         self.example = example
         self.path = path
+        self.description = description
+        self.descriptions = dict(descriptions or {})
 
     def compile(self, *, backend: Any = "local") -> Any:
-        return self.graph.compile(batching=self.defaults.batching, backend=backend)
+        pipeline = self.graph.compile(batching=self.defaults.batching, backend=backend)
+        known = {s.name for s in (*pipeline.plan.inputs, *pipeline.plan.outputs)}
+        unknown = sorted(set(self.descriptions) - known)
+        if unknown:
+            raise ConfigError(f"{self.path or 'pipeline'}: descriptions name {unknown}, which are not "
+                              f"inputs or outputs of the pipeline (those are {sorted(known)})")
+        pipeline.description = self.description
+        pipeline.descriptions = dict(self.descriptions)
+        return pipeline
 
 
 class _Parser:
@@ -338,8 +349,16 @@ def parse_pipeline(text: str, *, where: str = "<string>", base_dir: Path | None 
     name = doc.get("name", "pipeline")
     if not isinstance(name, str) or not name.replace("-", "_").replace(".", "_").isidentifier():
         raise parser.fail(doc, "name", "a model name of letters, digits, '-', '_' or '.'", name)
+    description = doc.get("description")
+    if description is not None and not isinstance(description, str):
+        raise parser.fail(doc, "description", "a string", description)
+    descriptions = doc.get("descriptions") or {}
+    if not (isinstance(descriptions, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in descriptions.items())):
+        raise parser.fail(doc, "descriptions", "a mapping of tensor name to text", descriptions)
     graph = Graph(root, name, tuple(outputs) if outputs else None, inputs)
-    return PipelineFile(graph, defaults, doc.get("example"), None)
+    return PipelineFile(graph, defaults, doc.get("example"), None, description=description,
+                        descriptions=descriptions)
 
 
 def load_graph(path: str | Path) -> PipelineFile:
