@@ -251,8 +251,6 @@ class App:
         if path == "/metrics":
             stats = {name: m.pipeline.stats() for name, m in self.models.items()}
             body = render({n: m.metrics for n, m in self.models.items()}, stats)
-            if self._llm_front is not None:
-                body += self._llm_front.metrics_text()
             return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
         if path == "/v2/repository/index" and method == "POST":
             return 200, [JSON], orjson.dumps([
@@ -268,11 +266,15 @@ class App:
         if self._llm_front is None:
             from ._openai import LlmFront
 
-            self._llm_front = LlmFront(pipelines)
+            self._llm_front = LlmFront(pipelines, self._model_metrics)
         else:
             self._llm_front.refresh(pipelines)  # a model loaded, unloaded or reloaded since
         reply: Reply | StreamReply = await self._llm_front.handle(method, path, body)
         return reply
+
+    def _model_metrics(self, name: str) -> Any:
+        model = self.models.get(name)
+        return model.metrics if model is not None else None
 
     def unlive(self) -> list[str]:
         """Why this server process should be restarted (empty: live): a stage down past its

@@ -12,6 +12,10 @@ float64 array (:class:`ModelMetrics`), a few slot increments per request. With `
 worker's array, so counters are exact at scrape time (requests in flight: the answering
 worker's now, the others' as of their last snapshot, at most about a second old).
 
+The OpenAI/generate front's figures per model (requests by endpoint, prompt and completion
+tokens, histograms of time to first token and of tokens/s per stream) live in the same array,
+so they sum over workers the same way; they are exported once the front has served the model.
+
 Per stage, ``pipeline.stats()``: read at scrape time from the answering worker, and from the
 snapshot every other worker writes to the same directory each second (so another worker's
 stage figures are at most about a second old). Counters and count-like gauges are summed over
@@ -33,8 +37,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["LATENCY_BUCKETS_S", "REQUEST_FAMILIES", "STAGE_FAMILIES", "ModelMetrics", "SharedMetrics",
-           "render"]
+__all__ = ["LATENCY_BUCKETS_S", "LLM_ENDPOINTS", "LLM_FAMILIES", "REQUEST_FAMILIES", "STAGE_FAMILIES",
+           "STREAM_FAMILIES", "ModelMetrics", "SharedMetrics", "render"]
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                      2.5, 5.0, 10.0)
@@ -52,7 +56,16 @@ _IN_FLIGHT = _OTHER_KIND + 1
 _BUCKET0 = _IN_FLIGHT + 1
 _SUM = _BUCKET0 + len(LATENCY_BUCKETS_S) + 1
 _COUNT = _SUM + 1
-SLOTS = _COUNT + 1
+# the OpenAI/generate front's figures (``_openai.py``), in the same array so workers sum them
+LLM_ENDPOINTS = ("chat", "completions", "embeddings", "generate", "generate_stream")
+TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TPS_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+_LLM_REQ0 = _COUNT + 1
+_PROMPT = _LLM_REQ0 + len(LLM_ENDPOINTS)
+_COMPLETION = _PROMPT + 1
+_TTFT0 = _COMPLETION + 1  # buckets, +Inf, sum, count
+_TPS0 = _TTFT0 + len(TTFT_BUCKETS_S) + 3
+SLOTS = _TPS0 + len(TPS_BUCKETS) + 3
 
 # name, type, help
 REQUEST_FAMILIES = {
@@ -110,6 +123,21 @@ STAGE_FAMILIES: dict[str, tuple[str, str, str, str, str | None]] = {
     "copied_bytes": ("brickwork_stage_copied_bytes_total", "counter",
                      "Bytes copied into the stage, by how (pickled, shared memory).", "sum", "edge"),
 }
+# pipeline.stats()["streams"] key -> family (per streaming stage; summed over workers)
+STREAM_FAMILIES: dict[str, tuple[str, str, str]] = {
+    "active": ("brickwork_llm_active_sequences", "gauge", "Sequences decoding now."),
+    "waiting": ("brickwork_llm_waiting_sequences", "gauge", "Sequences waiting for a batch row."),
+    "kv_reserved_tokens": ("brickwork_llm_kv_reserved_tokens", "gauge", "KV tokens reserved (budget use)."),
+    "kv_cached_tokens": ("brickwork_llm_kv_cached_tokens", "gauge", "KV cache columns x rows held now."),
+}
+LLM_FAMILIES = {
+    "requests": ("brickwork_llm_requests_total", "counter", "OpenAI/generate front requests, by endpoint."),
+    "prompt": ("brickwork_llm_prompt_tokens_total", "counter", "Prompt tokens read."),
+    "completion": ("brickwork_llm_completion_tokens_total", "counter", "Tokens generated."),
+    "ttft": ("brickwork_llm_time_to_first_token_seconds", "histogram",
+             "Time from request to the first streamed token."),
+    "tps": ("brickwork_llm_stream_tokens_per_second", "histogram", "Tokens/s of each stream."),
+}
 _BREAKER_STATE = ("brickwork_stage_breaker_state", "gauge",
                   "1 when the stage's circuit breaker is in this state (with workers: how many are).")
 _BREAKER_OPENED = ("brickwork_stage_breaker_opened_total", "counter", "Times the circuit breaker opened.")
@@ -148,9 +176,29 @@ class ModelMetrics:
         if error_kind is not None:
             v[_KIND_SLOT.get(error_kind, _OTHER_KIND)] += 1
 
+    def llm_request(self, endpoint: str) -> None:
+        self.values[_LLM_REQ0 + LLM_ENDPOINTS.index(endpoint)] += 1
+
+    def llm_usage(self, prompt: int, completion: int) -> None:
+        self.values[_PROMPT] += prompt
+        self.values[_COMPLETION] += completion
+
+    def llm_stream(self, ttft_s: float | None, tokens: int, seconds: float) -> None:
+        """One finished stream: its time to first token, and its tokens/s after the first."""
+        if ttft_s is not None:
+            _observe(self.values, _TTFT0, TTFT_BUCKETS_S, ttft_s)
+        if tokens > 1 and seconds > 0:
+            _observe(self.values, _TPS0, TPS_BUCKETS, tokens / seconds)
+
     def array(self) -> np.ndarray:
         self.sync()
         return np.frombuffer(self.values, dtype=np.float64)
+
+
+def _observe(v: Any, first: int, buckets: tuple[float, ...], value: float) -> None:
+    v[first + bisect_left(buckets, value)] += 1  # the slot after the buckets is +Inf's own
+    v[first + len(buckets) + 1] += value
+    v[first + len(buckets) + 2] += 1
 
 
 class SharedMetrics:
@@ -258,6 +306,7 @@ def render(models: Mapping[str, ModelMetrics], stats: Mapping[str, Mapping[str, 
     fam = _Families()
     _render_requests(fam, arrays)
     _render_stages(fam, every)
+    _render_llm(fam, arrays)
     return fam.text()
 
 
@@ -282,6 +331,39 @@ def _render_requests(fam: _Families, arrays: Mapping[str, np.ndarray]) -> None:
         fam.add(duration, f"{name}_bucket{_labels(model=model, le='+Inf')} {_num(a[_COUNT])}")
         fam.add(duration, f"{name}_sum{_labels(model=model)} {float(a[_SUM])!r}")
         fam.add(duration, f"{name}_count{_labels(model=model)} {_num(a[_COUNT])}")
+
+
+def _histogram(fam: _Families, family: tuple[str, ...], model: str, a: np.ndarray, first: int,
+               buckets: tuple[float, ...]) -> None:
+    name = family[0]
+    running = 0.0
+    for i, le in enumerate(buckets):
+        running += a[first + i]
+        fam.add(family, f"{name}_bucket{_labels(model=model, le=repr(float(le)))} {_num(running)}")
+    count = a[first + len(buckets) + 2]
+    fam.add(family, f"{name}_bucket{_labels(model=model, le='+Inf')} {_num(count)}")
+    fam.add(family, f"{name}_sum{_labels(model=model)} {float(a[first + len(buckets) + 1])!r}")
+    fam.add(family, f"{name}_count{_labels(model=model)} {_num(count)}")
+
+
+def _render_llm(fam: _Families, arrays: Mapping[str, np.ndarray]) -> None:
+    """The OpenAI/generate front's families, for the models it has served (summed over workers)."""
+    served = {m: a for m, a in arrays.items() if a[_LLM_REQ0:_PROMPT].any()}
+    if not served:
+        return
+    requests, prompt, completion, ttft, tps = (LLM_FAMILIES[k] for k in ("requests", "prompt", "completion",
+                                                                        "ttft", "tps"))
+    for model, a in served.items():
+        for i, endpoint in enumerate(LLM_ENDPOINTS):
+            if a[_LLM_REQ0 + i]:
+                fam.add(requests, f"{requests[0]}{_labels(model=model, endpoint=endpoint)} "
+                                  f"{_num(a[_LLM_REQ0 + i])}")
+        fam.add(prompt, f"{prompt[0]}{_labels(model=model)} {_num(a[_PROMPT])}")
+        fam.add(completion, f"{completion[0]}{_labels(model=model)} {_num(a[_COMPLETION])}")
+        if a[_TTFT0 + len(TTFT_BUCKETS_S) + 2]:
+            _histogram(fam, ttft, model, a, _TTFT0, TTFT_BUCKETS_S)
+        if a[_TPS0 + len(TPS_BUCKETS) + 2]:
+            _histogram(fam, tps, model, a, _TPS0, TPS_BUCKETS)
 
 
 def _combine(how: str, values: list[float]) -> float:
@@ -310,6 +392,9 @@ def _render_stages(fam: _Families, every: list[Mapping[str, Mapping[str, Any]]])
             for stage, figures in (pstats.get("stages") or {}).items():
                 for key, value in figures.items():
                     _stage_figure(put, model, stage, str(key), value)
+            for stage, figures in (pstats.get("streams") or {}).items():
+                for key, gauge in STREAM_FAMILIES.items():
+                    put(gauge, "sum", figures.get(key), model=model, stage=stage)
             for ladder, rungs in (pstats.get("fallbacks") or {}).items():
                 for rung, n in (rungs or {}).items():
                     put(_FALLBACKS, "sum", n, model=model, ladder=ladder, rung=rung)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,13 +32,12 @@ from ..errors import InvalidInput, NotFound, RequestError
 from ..pipeline import Pipeline
 from ..plan import Call, stream_split
 from ._errors import JSON, Reply, error_reply
+from ._metrics import ModelMetrics
 from ._stream import StreamReply
 
 __all__ = ["LlmFront", "LlmMetrics"]
 
 _GEN_PARAMS = ("max_tokens", "temperature", "top_p", "seed", "stop")
-TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-TPS_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
 class _Fit:
@@ -69,76 +68,24 @@ class _Fit:
 
 
 class LlmMetrics:
-    """Token usage, time to first token and tokens/s per stream, per model (this worker's)."""
+    """Where the front counts: each model's :class:`._metrics.ModelMetrics` slots (shared by
+    the workers of ``--workers N``, so ``/metrics`` sums them); a model without slots (none
+    given) is not counted."""
 
-    def __init__(self) -> None:
-        self.prompt_tokens: dict[str, int] = {}
-        self.completion_tokens: dict[str, int] = {}
-        self.requests: dict[tuple[str, str], int] = {}
-        self.ttft: dict[str, list[float]] = {}  # bucket counts + [sum, count]
-        self.tps: dict[str, list[float]] = {}
+    def __init__(self, lookup: Callable[[str], ModelMetrics | None] | None = None) -> None:
+        self.lookup = lookup or (lambda name: None)
 
     def request(self, model: str, endpoint: str) -> None:
-        self.requests[(model, endpoint)] = self.requests.get((model, endpoint), 0) + 1
+        if (m := self.lookup(model)) is not None:
+            m.llm_request(endpoint)
 
     def usage(self, model: str, prompt: int, completion: int) -> None:
-        self.prompt_tokens[model] = self.prompt_tokens.get(model, 0) + prompt
-        self.completion_tokens[model] = self.completion_tokens.get(model, 0) + completion
+        if (m := self.lookup(model)) is not None:
+            m.llm_usage(prompt, completion)
 
     def stream(self, model: str, ttft_s: float | None, tokens: int, seconds: float) -> None:
-        if ttft_s is not None:
-            _observe(self.ttft, model, TTFT_BUCKETS_S, ttft_s)
-        if tokens > 1 and seconds > 0:
-            _observe(self.tps, model, TPS_BUCKETS, tokens / seconds)
-
-    def text(self, streams: Mapping[str, Mapping[str, Any]] | None = None) -> bytes:
-        """Prometheus text; ``streams``: model -> its pipeline's ``stats()["streams"]``."""
-        out: list[str] = []
-        gauges = (("active", "brickwork_llm_active_sequences", "sequences decoding now"),
-                  ("waiting", "brickwork_llm_waiting_sequences", "sequences waiting for a batch row"),
-                  ("kv_reserved_tokens", "brickwork_llm_kv_reserved_tokens", "KV tokens reserved (budget use)"),
-                  ("kv_cached_tokens", "brickwork_llm_kv_cached_tokens", "KV cache columns x rows held now"))
-        for key, name, what in gauges:
-            rows = [(m, stage, figures[key]) for m, stages in sorted((streams or {}).items())
-                    for stage, figures in sorted(stages.items()) if isinstance(figures.get(key), int)]
-            if rows:
-                out += [f"# HELP {name} {what}", f"# TYPE {name} gauge"]
-                out += [f'{name}{{model="{m}",stage="{st}"}} {v}' for m, st, v in rows]
-        if self.requests:
-            out += ["# HELP brickwork_llm_requests_total OpenAI/generate front requests by endpoint",
-                    "# TYPE brickwork_llm_requests_total counter"]
-            out += [f'brickwork_llm_requests_total{{model="{m}",endpoint="{e}"}} {n}'
-                    for (m, e), n in sorted(self.requests.items())]
-        for name, values, what in (("prompt_tokens", self.prompt_tokens, "prompt tokens read"),
-                                   ("completion_tokens", self.completion_tokens, "tokens generated")):
-            if values:
-                out += [f"# HELP brickwork_llm_{name}_total {what}", f"# TYPE brickwork_llm_{name}_total counter"]
-                out += [f'brickwork_llm_{name}_total{{model="{m}"}} {n}' for m, n in sorted(values.items())]
-        for name, hist, buckets, what in (
-                ("brickwork_llm_time_to_first_token_seconds", self.ttft, TTFT_BUCKETS_S,
-                 "time from request to the first streamed token"),
-                ("brickwork_llm_stream_tokens_per_second", self.tps, TPS_BUCKETS, "tokens/s of each stream")):
-            if hist:
-                out += [f"# HELP {name} {what}", f"# TYPE {name} histogram"]
-                for m, h in sorted(hist.items()):
-                    running = 0.0
-                    for le, n in zip(buckets, h, strict=False):
-                        running += n
-                        out.append(f'{name}_bucket{{model="{m}",le="{le}"}} {int(running)}')
-                    out.append(f'{name}_bucket{{model="{m}",le="+Inf"}} {int(h[-1])}')
-                    out.append(f'{name}_sum{{model="{m}"}} {h[-2]}')
-                    out.append(f'{name}_count{{model="{m}"}} {int(h[-1])}')
-        return ("\n".join(out) + "\n").encode() if out else b""
-
-
-def _observe(hist: dict[str, list[float]], model: str, buckets: tuple[float, ...], value: float) -> None:
-    h = hist.setdefault(model, [0.0] * (len(buckets) + 2))
-    for i, le in enumerate(buckets):
-        if value <= le:
-            h[i] += 1
-            break
-    h[-2] += value
-    h[-1] += 1
+        if (m := self.lookup(model)) is not None:
+            m.llm_stream(ttft_s, tokens, seconds)
 
 
 def oai_error(status: int, message: str, *, param: str | None = None, code: str | None = None,
@@ -159,19 +106,16 @@ def _sse(obj: Any) -> bytes:
 
 
 class LlmFront:
-    def __init__(self, pipelines: Mapping[str, Pipeline]) -> None:
+    def __init__(self, pipelines: Mapping[str, Pipeline],
+                 metrics: Callable[[str], ModelMetrics | None] | None = None) -> None:
         self.fits = {name: _Fit(p) for name, p in pipelines.items()}
-        self.metrics = LlmMetrics()
+        self.metrics = LlmMetrics(metrics)
         self.created = int(time.time())
 
     def refresh(self, pipelines: Mapping[str, Pipeline]) -> None:
         """Follow the served models (the repository may load, unload or reload them)."""
         if {n: id(f.pipeline) for n, f in self.fits.items()} != {n: id(p) for n, p in pipelines.items()}:
             self.fits = {name: _Fit(p) for name, p in pipelines.items()}
-
-    def metrics_text(self) -> bytes:
-        streams = {n: f.pipeline.stats().get("streams", {}) for n, f in self.fits.items()}
-        return self.metrics.text({n: s for n, s in streams.items() if s})
 
     # -- routing -----------------------------------------------------------------------
     async def handle(self, method: str, path: str, body: bytes) -> Reply | StreamReply:
@@ -242,7 +186,7 @@ class LlmFront:
         self.metrics.request(name, "chat" if chat else "completions")
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         kind = "chat.completion" if chat else "text_completion"
-        chunks = self._run(fit, prompt, params)
+        chunks = self._run(fit, prompt, params, streamed=stream)
         if not stream:
             text, finish, usage = [], "stop", None
             async for delta, reason, use in chunks:
@@ -301,9 +245,10 @@ class LlmFront:
             await chunks.aclose()
         yield b"data: [DONE]\n\n"
 
-    async def _run(self, fit: _Fit, prompt: str, params: dict[str, Any]
+    async def _run(self, fit: _Fit, prompt: str, params: dict[str, Any], *, streamed: bool
                    ) -> AsyncGenerator[tuple[str, str | None, dict[str, int] | None], None]:
-        """(text delta, finish reason, usage) per chunk; records usage, TTFT and tokens/s."""
+        """(text delta, finish reason, usage) per chunk; records usage, and for a ``streamed``
+        answer its time to first token and tokens/s."""
         assert fit.input is not None and fit.text is not None
         name = fit.pipeline.name
         t0 = time.perf_counter()
@@ -324,6 +269,7 @@ class LlmFront:
             await stream.aclose()
             if usage is not None:
                 self.metrics.usage(name, usage["prompt_tokens"], usage["completion_tokens"])
+            if usage is not None and streamed:
                 first = ttft if ttft is not None else 0.0
                 self.metrics.stream(name, ttft, usage["completion_tokens"], time.perf_counter() - t0 - first)
 
@@ -370,7 +316,7 @@ class LlmFront:
             raise InvalidInput(f"'parameters' must be an object, got {params!r}")
         params = _gen_params({k: v for k, v in params.items() if k != "stream"}, None)
         self.metrics.request(name, action)
-        chunks = self._run(fit, text, params)
+        chunks = self._run(fit, text, params, streamed=action == "generate_stream")
         if action == "generate":
             parts, finish, usage = [], None, None
             async for delta, reason, use in chunks:
