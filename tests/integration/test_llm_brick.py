@@ -153,3 +153,26 @@ def test_many_threads_share_the_batch(model_dir: Path) -> None:
         for t in threads:
             t.join()
         assert results == [alone] * 8
+
+
+def test_kv_budget_bounds_the_padded_cache_not_the_sum(model_dir: Path) -> None:
+    """Every row of the padded cache is as wide as the longest: a short sequence and a long one
+    whose reservations sum under the budget are still refused together when two rows of the
+    long one's width are over it. The batcher is not started, so both stay admitted (waiting)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from brickwork.llm._batcher import Batcher, Sampling
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    batcher = Batcher(model, AutoTokenizer.from_pretrained(model_dir), kv_budget_tokens=200)
+    short = batcher.submit([5] * 10, Sampling(max_tokens=30), lambda *a: None)  # reserves 40
+    assert batcher.stats()["kv_bound_tokens"] == 40
+    with pytest.raises(bw.Overloaded, match=r"2 rows x 130 tokens = 260, over the budget of 200"):
+        batcher.submit([5] * 10, Sampling(max_tokens=120), lambda *a: None)  # 40 + 130 <= 200, 2 x 130 > 200
+    assert batcher.stats()["kv_reserved_tokens"] == 40 and batcher.stats()["refused"] == 1
+    batcher.submit([5] * 10, Sampling(max_tokens=80), lambda *a: None)  # 2 x 90 <= 200: admitted
+    assert batcher.stats()["kv_bound_tokens"] == 180
+    batcher.cancel(short)
+    assert batcher.stats()["kv_bound_tokens"] == 90 and batcher.stats()["kv_reserved_tokens"] == 90
+    with pytest.raises(bw.Overloaded, match="KV budget full"):
+        batcher.submit([5] * 10, Sampling(max_tokens=100), lambda *a: None)  # 2 x 110 > 200

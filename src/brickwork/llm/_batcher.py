@@ -11,8 +11,12 @@ The KV cache is one padded tensor pair per layer, ``[rows, heads, T, head_dim]``
 that every row's next token lands in the same column; an attention mask hides the padding and
 ``position_ids`` give each row its own positions (the results equal running each sequence alone,
 checked in the tests). When rows leave, columns that only padding uses are trimmed. A KV budget
-in tokens (each sequence reserves prompt + ``max_tokens``) refuses a request with ``Overloaded``
-before it could run the machine out of memory.
+in tokens refuses a request with ``Overloaded`` before it could run the machine out of memory.
+It bounds the padded cache, not the sum of the sequences: each admitted sequence (running or
+waiting) may reach prompt + ``max_tokens`` tokens, and every row is as wide as the longest, so
+the cache can reach min(admitted, ``max_batch_size``) x the longest such reservation
+(``kv_bound_tokens`` in the stats); a request is refused when that would pass the budget.
+``bench/llm_kv.py`` measures this strategy against per-sequence caches.
 """
 
 from __future__ import annotations
@@ -91,7 +95,8 @@ class Batcher:
         self._rows: list[Sequence] = []
         self._kv: list[tuple[Any, Any]] = []  # per layer (keys, values) [rows, heads, T, dim]
         self._mask: Any = None  # [rows, T] 1 = real token
-        self._reserved = 0
+        self._reserved = 0  # the admitted sequences' prompt + max_tokens, summed
+        self._admitted: set[Sequence] = set()  # running or waiting, until released
         self._stop = False
         self._thread: threading.Thread | None = None
         self._cache_kw: str | None = None  # "cache" (transformers >= 5) or "past_key_values"
@@ -133,20 +138,31 @@ class Batcher:
         seq = Sequence(prompt, sampling, sink)
         with self._lock:
             budget = self.kv_budget_tokens
-            if budget is not None and self._reserved + seq.reserved > budget:
+            rows, longest = self._bound(seq)
+            if budget is not None and rows * longest > budget:
                 self.counts["refused"] += 1
                 if seq.reserved > budget:
                     raise InvalidInput(f"this request needs {seq.reserved} KV tokens (prompt + max_tokens), "
                                        f"over the whole budget of {budget}; lower max_tokens")
-                raise Overloaded(f"KV budget full: {self._reserved} of {budget} tokens reserved by running "
-                                 f"sequences; this one needs {seq.reserved}", retry_after_s=1.0)
+                raise Overloaded(f"KV budget full: with this request the padded cache could reach {rows} rows x "
+                                 f"{longest} tokens = {rows * longest}, over the budget of {budget} "
+                                 f"({len(self._admitted)} sequences admitted)", retry_after_s=1.0)
             if len(self._waiting) >= self.max_queue:
                 self.counts["refused"] += 1
                 raise Overloaded(f"generation queue full ({self.max_queue} waiting)", retry_after_s=1.0)
             self._reserved += seq.reserved
+            self._admitted.add(seq)
             self._waiting.append(seq)
             self._lock.notify_all()
         return seq
+
+    def _bound(self, extra: Sequence | None = None) -> tuple[int, int]:
+        """Under the lock: (rows, tokens per row) the padded cache can reach with the admitted
+        sequences (and ``extra``)."""
+        seqs = [*self._admitted, *([extra] if extra is not None else [])]
+        if not seqs:
+            return 0, 0
+        return min(len(seqs), self.max_batch_size), max(s.reserved for s in seqs)
 
     def cancel(self, seq: Sequence) -> None:
         """Stop ``seq`` (its consumer left); it leaves the batch at the next step."""
@@ -163,7 +179,9 @@ class Batcher:
             cached = int(self._mask.shape[0] * self._mask.shape[1]) if self._mask is not None else 0
             ttft = sorted(self.ttft_s)
             active = sum(1 for s in self._rows if s.finish is None)
+            rows, longest = self._bound()
             return {"active": active, "waiting": len(self._waiting), "kv_reserved_tokens": self._reserved,
+                    "kv_bound_tokens": rows * longest,
                     "kv_budget_tokens": self.kv_budget_tokens, "kv_cached_tokens": cached,
                     "ttft_p50_s": ttft[len(ttft) // 2] if ttft else None, **self.counts}
 
@@ -174,6 +192,7 @@ class Batcher:
             return
         seq.finish = reason
         self._reserved -= seq.reserved
+        self._admitted.discard(seq)
         self.counts["cancelled" if reason == "cancelled" else "finished"] += 1
         self.counts["completion_tokens"] += len(seq.ids)
         if reason != "cancelled":

@@ -11,7 +11,7 @@ YAML fields (all optional but ``transformers``):
     llm:
       transformers: models/generator   # a Hugging Face causal-LM directory (config, weights, tokenizer)
       max_batch_size: 16               # sequences decoded together (rows of the batch)
-      kv_budget_tokens: null           # KV tokens reserved at once (prompt + max_tokens each); null = off
+      kv_budget_tokens: null           # bound on the padded KV cache, tokens (docs/llm.md); null = off
       max_queue: 256                   # sequences waiting for a row before Overloaded
       max_tokens: 64                   # default per request
       temperature: 0.0                 # default; 0 = greedy
@@ -53,7 +53,8 @@ def _llm_schema() -> dict[str, Any]:
     return {"type": "object", "required": ["transformers"], "additionalProperties": False, "properties": {
         "transformers": {"type": "string", "description": "a Hugging Face causal-LM directory"},
         "max_batch_size": {"type": "integer", "minimum": 1, "description": "sequences decoded together; 16"},
-        "kv_budget_tokens": {**nullable_int, "description": "KV tokens reserved at once; null = off"},
+        "kv_budget_tokens": {**nullable_int, "description": "bound on the padded KV cache in tokens: "
+                             "min(admitted, max_batch_size) x the longest prompt + max_tokens; null = off"},
         "max_queue": {"type": "integer", "minimum": 0, "description": "waiting sequences before Overloaded; 256"},
         "max_tokens": {"type": "integer", "minimum": 1, "description": "default per request; 64"},
         "temperature": {"type": "number", "minimum": 0, "description": "default; 0 = greedy"},

@@ -127,7 +127,10 @@ STAGE_FAMILIES: dict[str, tuple[str, str, str, str, str | None]] = {
 STREAM_FAMILIES: dict[str, tuple[str, str, str]] = {
     "active": ("brickwork_llm_active_sequences", "gauge", "Sequences decoding now."),
     "waiting": ("brickwork_llm_waiting_sequences", "gauge", "Sequences waiting for a batch row."),
-    "kv_reserved_tokens": ("brickwork_llm_kv_reserved_tokens", "gauge", "KV tokens reserved (budget use)."),
+    "kv_reserved_tokens": ("brickwork_llm_kv_reserved_tokens", "gauge",
+                           "KV tokens the admitted sequences reserved (prompt + max_tokens, summed)."),
+    "kv_bound_tokens": ("brickwork_llm_kv_bound_tokens", "gauge",
+                        "KV tokens the padded cache can reach with the admitted sequences (what the budget checks)."),
     "kv_cached_tokens": ("brickwork_llm_kv_cached_tokens", "gauge", "KV cache columns x rows held now."),
 }
 LLM_FAMILIES = {
