@@ -85,3 +85,23 @@ def test_remote_embeddings() -> None:
         with bw.brick(brick).compile() as pipeline:
             out = pipeline.infer({"text": np.array(["ab", "abcd"], dtype=object)})
             assert out["embedding"].tolist() == [[2.0, 2.0, 0.5], [4.0, 2.0, 0.5]]
+
+
+def test_the_canned_answer_rung_when_no_model_answers(tmp_path: Path) -> None:
+    """The last rung of a ladder: the upstream is unreachable, the default answers, labelled."""
+    (tmp_path / "canned.yaml").write_text(textwrap.dedent("""
+        name: canned
+        bricks:
+          remote:
+            openai: {base_url: "http://127.0.0.1:9/v1", model: gen, call_timeout_s: 2}
+            fallback: [{default: {text: "sorry, no model answered", finish_reason: stop,
+                                  prompt_tokens: 0, completion_tokens: 0}}]
+        graph: remote
+    """))
+    with load_pipeline(tmp_path / "canned.yaml") as pipeline:
+        chunks = list(pipeline.stream({"prompt": _arr("hi")}))
+        assert [c["text"][0] for c in chunks] == ["sorry, no model answered"]
+        assert chunks[-1].rungs == {"remote": "default"} and chunks[-1].degraded
+        whole = pipeline.infer({"prompt": _arr("hi")})
+        assert whole["text"][0] == "sorry, no model answered" and whole.rungs == {"remote": "default"}
+        assert pipeline.stats()["fallbacks"]["remote"] == {"default": 2}

@@ -127,6 +127,29 @@ def test_bad_requests_get_4xx_with_a_reason(server: tuple[str, LlmBrick], body: 
         assert says in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(("path", "body", "status", "says"), [
+    ("/v2/models/nope/generate", {"text_input": "x"}, 404, "unknown model"),
+    ("/v2/models/embed/generate", {"text_input": "x"}, 400, "does not fit generate"),
+    ("/v2/models/gen/generate", {"text_input": 5}, 400, "as a string"),
+    ("/v2/models/gen/generate", {"text_input": "x", "parameters": {"max_tokens": "a"}}, 400, "positive integer"),
+    ("/v2/models/gen/generate_stream", {"text_input": "x", "parameters": {"bogus": 1}}, 400,
+     "unknown generation parameter(s) ['bogus']"),
+    ("/v2/models/gen/generate_stream", {"text_input": "x", "parameters": [1]}, 400, "must be an object"),
+    ("/v1/completions", {"model": "gen", "prompt": 7}, 400, "'prompt' must be a string"),
+    ("/v1/completions", {"model": "gen", "prompt": "x", "max_tokens": 1.5}, 400, "positive integer"),
+    ("/v1/embeddings", {"model": "embed", "input": 5}, 400, "non-empty list of strings"),
+    ("/v1/embeddings", {"model": "embed", "input": ["a"], "encoding_format": "hex"}, 400, "'float' or 'base64'"),
+    ("/v1/embeddings", {"model": "nope", "input": ["a"]}, 404, "unknown model"),
+])
+def test_bad_requests_on_the_other_endpoints_get_4xx_with_a_reason(server: tuple[str, LlmBrick], path: str,
+                                                                   body: dict, status: int, says: str) -> None:
+    r = httpx.post(f"{server[0]}{path}", json=body)
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]["message"]
+    r = httpx.post(f"{server[0]}{path}", content=b"not json")
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
+
+
 def test_the_openai_client_sees_the_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError, match="unknown model"):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])

@@ -314,6 +314,9 @@ class LlmFront:
         params = req.get("parameters") or {}
         if not isinstance(params, Mapping):
             raise InvalidInput(f"'parameters' must be an object, got {params!r}")
+        unknown = sorted(set(params) - {*_GEN_PARAMS, "stream"})
+        if unknown:
+            raise InvalidInput(f"unknown generation parameter(s) {unknown}; known: {[*_GEN_PARAMS]}")
         params = _gen_params({k: v for k, v in params.items() if k != "stream"}, None)
         self.metrics.request(name, action)
         chunks = self._run(fit, text, params, streamed=action == "generate_stream")
