@@ -176,3 +176,26 @@ def test_kv_budget_bounds_the_padded_cache_not_the_sum(model_dir: Path) -> None:
     assert batcher.stats()["kv_bound_tokens"] == 90 and batcher.stats()["kv_reserved_tokens"] == 90
     with pytest.raises(bw.Overloaded, match="KV budget full"):
         batcher.submit([5] * 10, Sampling(max_tokens=100), lambda *a: None)  # 2 x 110 > 200
+
+
+def test_a_finished_sequence_leaves_without_waiting_for_the_others(model_dir: Path) -> None:
+    brick = LlmBrick(model_dir, max_tokens=200, max_batch_size=8)
+    pipeline = bw.brick(brick).compile()
+
+    async def main() -> None:
+        async with pipeline:
+            # hot seeded sampling: 200 tokens of noise (end-of-text is 1 token in 512)
+            long = pipeline.astream({"prompt": _arr(["A brick is"])},
+                                    parameters={"max_tokens": 200, "temperature": 5.0, "seed": 3})
+            await long.__anext__()  # the long one is decoding now
+            short = [c async for c in pipeline.astream({"prompt": _arr(["## faults\nbrickwork"])},
+                                                       parameters={"max_tokens": 4})]
+            stats = brick.stream_stats()
+            assert short[-1]["finish_reason"][0] in ("length", "stop")
+            assert stats["active"] == 1 and stats["finished"] >= 1, stats  # the long one still decodes
+            n = 0
+            async for chunk in long:
+                n = int(chunk["completion_tokens"][0])
+            assert n > 4
+
+    asyncio.run(main())
