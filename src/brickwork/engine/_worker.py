@@ -174,6 +174,9 @@ def _run(brick: Any, msg: RunBatch, arenas: _Arenas) -> BatchDone | BatchFailed:
 def worker_main(start: WorkerStart, conn: Connection) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when workers stop
+    from ._wire import Channel  # imports this module: not at the top
+
+    chan = Channel(conn.fileno())  # ``conn`` stays referenced (it owns the descriptor)
     try:
         if start.kind_target is not None:
             register_kind(start.brick.kind, start.kind_target)
@@ -185,23 +188,23 @@ def worker_main(start: WorkerStart, conn: Connection) -> None:
         brick.load()
         brick.warmup()
     except BaseException as exc:  # report and leave: the engine turns this into an error
-        conn.send(WorkerFailed(f"stage {start.stage!r} worker could not build its brick: "
+        chan.send(WorkerFailed(f"stage {start.stage!r} worker could not build its brick: "
                                f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(WorkerReady(os.getpid()))
+    chan.send(WorkerReady(os.getpid()))
     arenas = _Arenas()
     while True:
         try:
-            msg = conn.recv()
+            msg = chan.recv()
         except (EOFError, OSError):  # the engine is gone
             return
         if isinstance(msg, Shutdown):
             brick.close()
             return
         if isinstance(msg, Ping):
-            conn.send(Pong(msg.seq))
+            chan.send(Pong(msg.seq))
             continue
         if isinstance(msg, Forget):
             arenas.forget(msg.names)
             continue
-        conn.send(_run(brick, msg, arenas))
+        chan.send(_run(brick, msg, arenas))
