@@ -16,6 +16,7 @@ else pickled: both ends are this program, never the network). The worker's end i
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import struct
 from collections import deque
@@ -26,6 +27,8 @@ from typing import Any
 from ._wire import decode, encode, frame
 
 __all__ = ["WorkerPipe"]
+
+log = logging.getLogger("brickwork.engine")
 
 _READ_CHUNK = 1 << 18
 _SMALL = 1 << 16
@@ -131,7 +134,13 @@ class WorkerPipe:
             end = at + head + n
             if len(buf) < end:
                 break
-            msg = decode(memoryview(buf)[at + head:end])  # the view dies here
+            try:
+                msg = decode(memoryview(buf)[at + head:end])  # the view dies here
+            except Exception:  # not a message this program wrote: the pipe is out of step
+                log.exception("worker pipe %d: a message that does not decode; closing it", self.fd)
+                self._rbuf = bytearray()  # (not clear(): the traceback may still hold a view)
+                self._broken()
+                return
             at = end
             self._on_message(msg)
         if at:

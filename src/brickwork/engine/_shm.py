@@ -65,7 +65,7 @@ def layout(specs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> tuple[
     at = 0
     for name, (dtype, shape) in specs.items():
         offsets[name] = at
-        at = _align(at + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        at = _align(at + math.prod(shape) * dtype.itemsize)  # math.prod: ~10x np.prod on a tuple
     return offsets, at
 
 

@@ -41,6 +41,11 @@ _REF = struct.Struct("<qcBHB")  # offset, arena ("i"/"o"), ndim, len(name), len(
 _ARENA = {"in": b"i", "out": b"o"}
 _ARENA_OF = {b"i": "in", b"o": "out"}
 _READ_CHUNK = 1 << 16
+_CACHED = 256
+# what follows the sequence number (arena names, refs) -> decoded; a stage's batches repeat the
+# same few layouts, so decoding is mostly one dict lookup instead of building TensorRefs
+_runs: dict[bytes, tuple[str, str, tuple[TensorRef, ...]]] = {}
+_dones: dict[bytes, tuple[TensorRef, ...]] = {}
 
 
 def frame(payload: bytes | bytearray | memoryview) -> bytes:
@@ -75,6 +80,13 @@ def _read_refs(buf: Any, at: int, count: int) -> tuple[tuple[TensorRef, ...], in
     return tuple(refs), at
 
 
+def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> Any:
+    if len(cache) >= _CACHED:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def encode(msg: Any) -> bytes:
     """One message's payload (without the length header)."""
     kind = type(msg)
@@ -95,15 +107,27 @@ def decode(payload: Any) -> Any:
     kind = payload[0:1]
     if kind == b"B":
         _, seq, n_in, n_out, count = _RUN.unpack_from(payload, 0)
-        at = _RUN.size
-        ain = bytes(payload[at:at + n_in]).decode()
-        at += n_in
-        aout = bytes(payload[at:at + n_out]).decode()
-        inputs, _ = _read_refs(payload, at + n_out, count)
-        return RunBatch(seq, ain, aout, inputs, {})
+        key = bytes(payload[9:])
+        known = _runs.get(key)
+        if known is None:
+            at = _RUN.size
+            ain = bytes(payload[at:at + n_in]).decode()
+            at += n_in
+            aout = bytes(payload[at:at + n_out]).decode()
+            inputs, end = _read_refs(payload, at + n_out, count)
+            if end != len(payload):
+                raise ValueError(f"a batch message of {len(payload)} bytes holds {end}")
+            known = _remember(_runs, key, (ain, aout, inputs))
+        return RunBatch(seq, known[0], known[1], known[2], {})
     if kind == b"D":
         _, seq, compute_s, copied, needed, count = _DONE.unpack_from(payload, 0)
-        outputs, _ = _read_refs(payload, _DONE.size, count)
+        key = bytes(payload[_DONE.size - 2:])
+        outputs = _dones.get(key)
+        if outputs is None:
+            outputs, end = _read_refs(payload, _DONE.size, count)
+            if end != len(payload):
+                raise ValueError(f"an answer message of {len(payload)} bytes holds {end}")
+            _remember(_dones, key, outputs)
         return BatchDone(seq, outputs, {}, compute_s, copied, needed)
     if kind == b"P":
         return pickle.loads(payload[1:])
