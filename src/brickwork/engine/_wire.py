@@ -3,10 +3,10 @@
 Every message is one frame: a 4-byte big-endian length (or -1 and an 8-byte length past 2 GiB,
 as ``multiprocessing.Connection`` frames), then the payload, whose first byte says what it is:
 
-``B``  a :class:`~._worker.RunBatch` whose tensors all lie in shared memory, in a fixed
+``B``  a :class:`~._messages.RunBatch` whose tensors all lie in shared memory, in a fixed
        ``struct`` layout: sequence number, the two arena names, and per tensor its name, dtype,
        shape, offset and arena;
-``D``  a :class:`~._worker.BatchDone` likewise (sequence number, compute seconds, bytes copied,
+``D``  a :class:`~._messages.BatchDone` likewise (sequence number, compute seconds, bytes copied,
        response-arena bytes needed, the output refs);
 ``P``  any other message, pickled: the rare ones (ready, failed, ping, forget, shutdown) and a
        batch or answer that carries tensors in the message itself (BYTES tensors, outputs larger
@@ -28,8 +28,8 @@ import pickle
 import struct
 from typing import Any
 
+from ._messages import BatchDone, RunBatch
 from ._shm import TensorRef
-from ._worker import BatchDone, RunBatch
 
 __all__ = ["Channel", "decode", "encode", "frame"]
 
