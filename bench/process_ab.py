@@ -9,8 +9,10 @@ then 64 one-item callers through ``bw.onnx(..., worker=W)`` with max_batch_size 
 ``--seconds``; the figure is engine items/s over the raw items/s of the same child, so each
 ratio is paired with the raw rate of the same minute. Also printed: CPU per item of the event
 loop's process and of the worker process (from /proc), which tell the loop's cost from the
-worker's. The same model files as bench/engine.py (bench/.cache). Medians and ranges over
-rounds.
+worker's, and for a process worker the *bound*: raw CPU per item over the larger of the two,
+the ratio the pipeline would reach with a core each (on a box whose cores are shared with
+other work, items/s ratios swing with the neighbours; CPU per item swings much less). The same
+model files as bench/engine.py (bench/.cache). Medians and ranges over rounds.
 """
 
 from __future__ import annotations
@@ -65,11 +67,12 @@ def child(model: str, worker: str, seconds: float) -> dict[str, float]:
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     batch = {k: np.concatenate([it[k] for it in items[:32]]) for k in items[0]}
     session.run(None, batch)
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds / 2:
         session.run(None, batch)
         n += 32
     raw = n / (time.perf_counter() - t0)
+    raw_us = (time.process_time() - c0) / n * 1e6
     del session
     node = bw.onnx(path, name="model", intra_op_threads=1, inter_op_threads=1, worker=worker,
                    batching=bw.Batching(max_batch_size=32))
@@ -93,8 +96,11 @@ def child(model: str, worker: str, seconds: float) -> dict[str, float]:
             loop_cpu = time.process_time() - c0
             worker_cpu = sum(_cpu_s(p) for p in pids) - w0
             st = pipeline.stats()["stages"]["model"]
-            return {"raw": raw, "rate": n / secs, "ratio": n / secs / raw,
-                    "loop_us": loop_cpu / n * 1e6, "worker_us": worker_cpu / n * 1e6,
+            loop_us, worker_us = loop_cpu / n * 1e6, worker_cpu / n * 1e6
+            # with a core each, the slower of the two processes paces the pipeline
+            bound = raw_us / max(loop_us, worker_us) if worker == "process" else float("nan")
+            return {"raw": raw, "rate": n / secs, "ratio": n / secs / raw, "raw_us": raw_us,
+                    "loop_us": loop_us, "worker_us": worker_us, "bound": bound,
                     "batch": st["mean_batch_size"]}
 
     return asyncio.run(main())
@@ -129,14 +135,19 @@ def main() -> int:
                 fig = json.loads(out.stdout.strip().splitlines()[-1])
                 got.setdefault((label, worker), []).append(fig)
                 print(f"  round {r + 1} {label} {worker:<7} {fig['ratio']:6.1%} of raw ({fig['rate']:8,.0f} vs "
-                      f"{fig['raw']:8,.0f} items/s)  loop {fig['loop_us']:5.1f} µs/item  worker "
-                      f"{fig['worker_us']:5.1f} µs/item  batch {fig['batch']:.1f}", flush=True)
+                      f"{fig['raw']:8,.0f} items/s)  CPU per item: raw {fig['raw_us']:5.1f} µs, loop "
+                      f"{fig['loop_us']:5.1f}, worker {fig['worker_us']:5.1f}  bound {fig['bound']:6.1%}  "
+                      f"batch {fig['batch']:.1f}", flush=True)
     print(f"summary (load average now {os.getloadavg()[0]:.1f}): median [range] of rounds")
     for (label, worker), figs in got.items():
         ratios = [f["ratio"] for f in figs]
-        print(f"  {label} {worker:<7} {statistics.median(ratios):6.1%} [{min(ratios):.1%}-{max(ratios):.1%}]  "
-              f"loop {statistics.median(f['loop_us'] for f in figs):5.1f} µs/item  worker "
-              f"{statistics.median(f['worker_us'] for f in figs):5.1f} µs/item")
+        bounds = [f["bound"] for f in figs]
+        print(f"  {label} {worker:<7} {statistics.median(ratios):6.1%} [{min(ratios):.1%}-{max(ratios):.1%}] of raw;"
+              f"  CPU per item: raw {statistics.median(f['raw_us'] for f in figs):5.1f} µs, loop "
+              f"{statistics.median(f['loop_us'] for f in figs):5.1f}, worker "
+              f"{statistics.median(f['worker_us'] for f in figs):5.1f}"
+              + (f"; bound {statistics.median(bounds):.1%} [{min(bounds):.1%}-{max(bounds):.1%}]"
+                 if worker == "process" else ""))
     return 0
 
 

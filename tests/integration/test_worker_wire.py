@@ -72,6 +72,33 @@ def test_struct_and_pickled_messages_interleave_in_order_on_one_worker() -> None
     assert not _shm_left()
 
 
+@pytest.mark.parametrize("fn, expect, worker_copies", [
+    (eb.echo, lambda x: x, False),  # a pass-through: answered with where it already lies
+    (eb.scale, lambda x: x * 2, True),
+    (eb.every_other, lambda x: (x * 2)[:, ::2], True),
+    (eb.fortran, lambda x: x * 2, True),
+], ids=["pass-through", "contiguous", "strided", "fortran"])
+def test_outputs_of_every_layout_come_back_whole(fn, expect, worker_copies: bool) -> None:
+    cols = 2 if fn is eb.every_other else 4
+    node = bw.function(fn, name="f", batch=True, inputs=[("x", "FP32", (-1, 4))],
+                       outputs=[("y", "FP32", (-1, cols))], worker="process",
+                       batching=bw.Batching(max_batch_size=8, max_delay_s=0.002))
+    xs = [np.random.default_rng(i).random((1 + i % 3, 4), dtype=np.float32) for i in range(24)]
+
+    async def main() -> dict[str, int]:
+        async with node.compile() as pipeline:
+            outs = await asyncio.wait_for(asyncio.gather(*(pipeline.ainfer({"x": x}) for x in xs)), 60)
+            for x, out in zip(xs, outs):
+                np.testing.assert_array_equal(out["y"], expect(x))
+            return dict(pipeline.stats()["stages"]["f"]["copied_bytes"])
+
+    copied = asyncio.run(main())
+    rows = sum(len(x) for x in xs)
+    engine_out = rows * cols * 4  # the engine copies every answer out of the arenas once
+    assert copied["shm_out"] == engine_out * (2 if worker_copies else 1), copied
+    assert "pickled" not in copied
+
+
 def _slow_node() -> bw.Node:
     return bw.function(eb.slow_scale, name="slow", batch=True, inputs=[("x", "FP32")],
                        outputs=[("y", "FP32")], worker="process",
