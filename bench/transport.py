@@ -4,7 +4,7 @@
 
 A spawned worker answers each request message with a reply, no model and no tensors (those
 stay in shared memory either way), so what is measured is the transport that issue 12 item 4
-is about (~125 µs of pipe work per batch on the digits CNN). Three ways, interleaved:
+is about (~125 µs of pipe work per batch on the digits CNN). Four ways, interleaved:
 
   pickled   brickwork's RunBatch / BatchDone (frozen slotted dataclasses holding TensorRefs)
             pickled through a multiprocessing Connection, as the engine did before engine/_wire.py
