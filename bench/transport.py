@@ -4,16 +4,21 @@
 
 A spawned worker answers each request message with a reply, no model and no tensors (those
 stay in shared memory either way), so what is measured is the transport that issue 12 item 4
-is about (~125 µs of pipe work per batch on the digits CNN). Three ways, interleaved:
+is about (~125 µs of pipe work per batch on the digits CNN). Four ways, interleaved:
 
-  current   brickwork's RunBatch / BatchDone (frozen slotted dataclasses holding TensorRefs)
-            pickled through a multiprocessing Connection, as engine/_process.py and _worker.py do
+  pickled   brickwork's RunBatch / BatchDone (frozen slotted dataclasses holding TensorRefs)
+            pickled through a multiprocessing Connection, as the engine did before engine/_wire.py
   tuples    the same fields as plain tuples through the same Connection
   doorbell  the fields packed with struct into a control block in shared memory, and a 1-byte
             os.write / os.read on raw pipe fds to wake the other side (no pickle, no framing)
+  wire      what the engine does now (engine/_wire.py): the same RunBatch / BatchDone packed in
+            a fixed struct layout, one framed os.write each way; the worker's end is
+            _wire.Channel as in worker_main, the engine's end encodes and decodes as
+            engine/_pipe.py does (here with a blocking read instead of the event loop)
 
-Prints µs per round trip (median of rounds). The design the third one sketches is written up in
-bench/README.md (process workers); it is a measurement, not the engine's code.
+Prints µs per round trip (median of rounds). ``doorbell`` is the floor of the design sketched
+in bench/README.md (process workers) and is a measurement, not the engine's code; ``wire`` is
+the engine's code (``pickled`` was the engine's before it).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def _messages(seq: int):  # type: ignore[no-untyped-def]
 
 
 def worker(mode: str, conn, shm_name: str) -> None:  # type: ignore[no-untyped-def]
-    if mode == "current":
+    if mode == "pickled":
         _, done = _messages(0)
         while True:
             msg = conn.recv()
@@ -59,6 +64,16 @@ def worker(mode: str, conn, shm_name: str) -> None:  # type: ignore[no-untyped-d
             if msg is None:
                 return
             conn.send((msg[0], (("logits", "<f4", (32, 10), 0, "out"),), None, 0.001, 1280, 1280))
+    elif mode == "wire":
+        from brickwork.engine._wire import Channel
+
+        chan = Channel(conn.fileno())
+        _, done = _messages(0)
+        while True:
+            msg = chan.recv()
+            if msg is None:
+                return
+            chan.send(type(done)(msg.seq, done.outputs, {}, 0.001, 1280, 1280))
     else:
         from brickwork.engine._shm import WorkerArena
 
@@ -85,7 +100,7 @@ def measure(mode: str, trips: int) -> float:
     child.close()
     bell = parent.fileno()
     try:
-        if mode == "current":
+        if mode == "pickled":
             from brickwork.engine._shm import TensorRef
             from brickwork.engine._worker import RunBatch
 
@@ -98,6 +113,22 @@ def measure(mode: str, trips: int) -> float:
                 parent.send((seq, "bw_1_in_0011223344", "bw_1_out_5566778899",
                              (("pixels", "<f4", (32, 1, 32, 32), 0, "in"),), None))
                 parent.recv()
+        elif mode == "wire":
+            from brickwork.engine._shm import TensorRef
+            from brickwork.engine._wire import decode, encode, frame
+            from brickwork.engine._worker import RunBatch
+
+            rbuf = bytearray()
+
+            def trip(seq: int) -> None:  # encode + one write; read until one whole frame; decode
+                payload = encode(RunBatch(seq, "bw_1_in_0011223344", "bw_1_out_5566778899",
+                                          (TensorRef("pixels", "<f4", (32, 1, 32, 32), 0, "in"),), {}))
+                os.write(bell, frame(payload) + payload)
+                while len(rbuf) < 4 or len(rbuf) < 4 + int.from_bytes(rbuf[:4], "big"):
+                    rbuf.extend(os.read(bell, 1 << 16))
+                n = 4 + int.from_bytes(rbuf[:4], "big")
+                decode(bytes(rbuf[4:n]))
+                del rbuf[:n]
         else:
             buf = shm.buf
 
@@ -117,6 +148,10 @@ def measure(mode: str, trips: int) -> float:
         if mode == "doorbell":
             REQ.pack_into(shm.buf, 0, -1, 0, 0, 0)
             os.write(bell, b"x")
+        elif mode == "wire":
+            from brickwork.engine._wire import encode, frame
+
+            os.write(bell, frame(encode(None)) + encode(None))
         else:
             parent.send(None)
         proc.join(5)
@@ -137,14 +172,14 @@ def main() -> int:
     p.add_argument("--trips", type=int, default=5000)
     p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
-    modes = ("current", "tuples", "doorbell")
+    modes = ("pickled", "tuples", "doorbell", "wire")
     got: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(a.rounds):
         for m in modes:
             got[m].append(measure(m, a.trips))
     print(f"process-worker control round trip, {a.trips} trips, median of {a.rounds} interleaved rounds "
           f"({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
-    base = statistics.median(got["current"])
+    base = statistics.median(got["pickled"])
     for m in modes:
         med = statistics.median(got[m])
         print(f"  {m:<10} {med:8.1f} µs a round trip  ({med / base:4.2f}x)   rounds: "

@@ -90,3 +90,13 @@ def wide(x: float) -> Annotated[np.ndarray, bw.Tensor("FP64", ())]:
 
 def narrow(y: Annotated[np.ndarray, bw.Tensor("FP32", ())]) -> float:
     return float(y) * 2
+
+
+def every_other(x: np.ndarray) -> np.ndarray:
+    """A strided (not contiguous) output: the worker cannot copy it as one block."""
+    return (x * 2.0).astype(np.float32)[:, ::2]
+
+
+def fortran(x: np.ndarray) -> np.ndarray:
+    """A Fortran-ordered output."""
+    return np.asfortranarray((x * 2.0).astype(np.float32))

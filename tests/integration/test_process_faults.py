@@ -200,14 +200,16 @@ def test_idle_arenas_are_released_and_made_again_on_the_next_batch() -> None:
 
 @pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
 def test_worker_pipe_carries_messages_of_any_size_in_order(loop_factory) -> None:
-    """The engine's end of the pipe against a plain blocking Connection (the worker's end):
+    """The engine's end of the pipe against the worker's blocking end (``_wire.Channel``):
     small and 24 MB messages interleaved, both ways, whole and in order, the loop never blocked."""
     import multiprocessing as mp
     import threading
 
     from brickwork.engine._pipe import WorkerPipe
+    from brickwork.engine._wire import Channel
 
-    parent, child = mp.Pipe(duplex=True)
+    parent, child_conn = mp.Pipe(duplex=True)
+    child = Channel(child_conn.fileno())
     sizes = [10, 24 << 20, 3, 1 << 20, 7, 24 << 20, 1]
     echoed: list[int] = []
 

@@ -7,34 +7,33 @@ than the socket buffer (a batch of 10,000 texts, a 16 MiB output) into a ``Block
 half-way through, which looked like a dead worker. Here the parent end is non-blocking on
 every loop: a send writes what the socket takes and the loop writes the rest when it drains
 (``add_writer``), in order; reads gather bytes until a whole frame is there. The frames are
-``Connection``'s own (a 4-byte big-endian length, or -1 and an 8-byte length past 2 GiB), so
-the worker keeps its plain blocking ``Connection``.
-
-Messages are pickled: both ends are this program (never the network).
+``Connection``'s own (a 4-byte big-endian length, or -1 and an 8-byte length past 2 GiB); the
+payloads are :mod:`._wire`'s (a batch and its answer in a fixed ``struct`` layout, anything
+else pickled: both ends are this program, never the network). The worker's end is
+:class:`~._wire.Channel`, plain blocking reads and writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import struct
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+from ._wire import decode, encode, frame
+
 __all__ = ["WorkerPipe"]
+
+log = logging.getLogger("brickwork.engine")
 
 _READ_CHUNK = 1 << 18
 _SMALL = 1 << 16
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
-
-
-def _frame(payload: bytes | memoryview) -> bytes:
-    n = len(payload)
-    return _SHORT.pack(n) if n <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(n)
 
 
 class WorkerPipe:
@@ -62,11 +61,11 @@ class WorkerPipe:
         """Queue one message; False when the pipe is closed or broke (then ``on_broken`` ran)."""
         if self.closed:
             return False
-        payload = ForkingPickler.dumps(msg)
+        payload = encode(msg)
         if len(payload) <= _SMALL:  # one write for the common, small message
-            self._wbuf.append(memoryview(_frame(payload) + payload))
+            self._wbuf.append(memoryview(frame(payload) + payload))
         else:
-            self._wbuf.append(memoryview(_frame(payload)))
+            self._wbuf.append(memoryview(frame(payload)))
             self._wbuf.append(memoryview(payload))
         if not self._writing:
             return self._flush()
@@ -135,7 +134,13 @@ class WorkerPipe:
             end = at + head + n
             if len(buf) < end:
                 break
-            msg = ForkingPickler.loads(memoryview(buf)[at + head:end])  # the view dies here
+            try:
+                msg = decode(memoryview(buf)[at + head:end])  # the view dies here
+            except Exception:  # not a message this program wrote: the pipe is out of step
+                log.exception("worker pipe %d: a message that does not decode; closing it", self.fd)
+                self._rbuf = bytearray()  # (not clear(): the traceback may still hold a view)
+                self._broken()
+                return
             at = end
             self._on_message(msg)
         if at:

@@ -330,10 +330,12 @@ class ProcessReplica(SupervisedFigures):
                 else:
                     fut.set_exception(ConfigError(msg.message))
             return
-        pending = self._pending.pop(msg.seq, None)
-        if pending is None:
-            return  # an answer to a batch that was already given up
-        batch, counts, index = pending
+        oldest = next(iter(self._pending), None)
+        if oldest is None or msg.seq != oldest:  # the worker answers in order, or the pipe broke
+            self.kill(f"answered batch {msg.seq} while the oldest it holds is {oldest} "
+                      "(its pipe is out of step)")
+            return
+        batch, counts, index = self._pending.pop(oldest)
         if self._pending:  # the worker answers in order: the next batch it holds starts now
             self.supervisor.watch()
         else:

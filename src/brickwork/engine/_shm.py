@@ -65,7 +65,7 @@ def layout(specs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> tuple[
     at = 0
     for name, (dtype, shape) in specs.items():
         offsets[name] = at
-        at = _align(at + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        at = _align(at + math.prod(shape) * dtype.itemsize)  # math.prod: ~10x np.prod on a tuple
     return offsets, at
 
 
@@ -146,6 +146,11 @@ class WorkerArena:
 
     def offset_of(self, array: np.ndarray) -> int | None:
         """The offset of ``array`` inside this arena when it lies there contiguously."""
+        base = array.base
+        while isinstance(base, np.ndarray):
+            base = base.base
+        if base is not self._mmap:  # not a view of this arena (a model's fresh output): done,
+            return None  # without building __array_interface__ (~20 µs cold, after the model ran)
         if not array.flags.c_contiguous or array.dtype.hasobject:
             return None
         addr = int(array.__array_interface__["data"][0])
@@ -154,5 +159,10 @@ class WorkerArena:
         return None
 
     def write(self, array: np.ndarray, offset: int) -> None:
+        try:  # one memcpy by the mmap's slice assignment (a C-contiguous array's bytes)
+            self._mmap[offset:offset + array.nbytes] = array  # type: ignore[call-overload]
+            return
+        except (ValueError, BufferError, TypeError):  # not C-contiguous: numpy copies it
+            pass
         dst = np.ndarray(array.shape, dtype=array.dtype, buffer=self._mmap, offset=offset)
         np.copyto(dst, array, casting="no")

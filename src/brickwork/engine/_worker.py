@@ -1,4 +1,4 @@
-"""The worker process side, and the control messages between it and the engine.
+"""The worker process side (the messages it exchanges with the engine are in ``_messages``).
 
 A worker is started with :func:`worker_main` in a *spawned* process: it rebuilds its brick from
 a :class:`~brickwork.bricks.BrickSpec` (never a pickled live model), loads and warms it on its
@@ -16,88 +16,31 @@ import os
 import pickle
 import signal
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
-from ..bricks import BrickSpec, brick_from_spec, register_kind
+from ..bricks import brick_from_spec, register_kind
 from ..errors import ModelError, RequestError
 from ..spec import Tensors
+from ._messages import (
+    BatchDone,
+    BatchFailed,
+    Forget,
+    Ping,
+    Pong,
+    RunBatch,
+    Shutdown,
+    WorkerFailed,
+    WorkerReady,
+    WorkerStart,
+)
 from ._shm import ALIGN, TensorRef, WorkerArena
+from ._wire import Channel
 
 __all__ = ["BatchDone", "BatchFailed", "Forget", "Ping", "Pong", "RunBatch", "Shutdown", "WorkerFailed",
            "WorkerReady", "WorkerStart", "worker_main"]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStart:
-    stage: str
-    index: int
-    brick: BrickSpec
-    device: str
-    kind_target: str | None = None  # "module:Class" of the brick's kind, registered in the worker too
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerReady:
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerFailed:
-    """The brick could not be built or loaded; the message says why."""
-
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunBatch:
-    seq: int
-    in_arena: str
-    out_arena: str
-    inputs: tuple[TensorRef, ...]
-    pickled: Mapping[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchDone:
-    seq: int
-    outputs: tuple[TensorRef, ...]
-    pickled: Mapping[str, np.ndarray]
-    compute_s: float
-    copied: int  # bytes the worker copied into the response arena
-    out_needed: int  # response-arena bytes this batch would have needed
-
-
-@dataclass(frozen=True, slots=True)
-class BatchFailed:
-    seq: int
-    error: RequestError
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Forget:
-    """The engine released these arenas (idle): unmap them, so /dev/shm gets the room back."""
-
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Pong:
-    seq: int
 
 
 def _portable(exc: RequestError) -> RequestError:
@@ -174,6 +117,7 @@ def _run(brick: Any, msg: RunBatch, arenas: _Arenas) -> BatchDone | BatchFailed:
 def worker_main(start: WorkerStart, conn: Connection) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when workers stop
+    chan = Channel(conn.fileno())  # ``conn`` stays referenced (it owns the descriptor)
     try:
         if start.kind_target is not None:
             register_kind(start.brick.kind, start.kind_target)
@@ -185,23 +129,23 @@ def worker_main(start: WorkerStart, conn: Connection) -> None:
         brick.load()
         brick.warmup()
     except BaseException as exc:  # report and leave: the engine turns this into an error
-        conn.send(WorkerFailed(f"stage {start.stage!r} worker could not build its brick: "
+        chan.send(WorkerFailed(f"stage {start.stage!r} worker could not build its brick: "
                                f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(WorkerReady(os.getpid()))
+    chan.send(WorkerReady(os.getpid()))
     arenas = _Arenas()
     while True:
         try:
-            msg = conn.recv()
+            msg = chan.recv()
         except (EOFError, OSError):  # the engine is gone
             return
         if isinstance(msg, Shutdown):
             brick.close()
             return
         if isinstance(msg, Ping):
-            conn.send(Pong(msg.seq))
+            chan.send(Pong(msg.seq))
             continue
         if isinstance(msg, Forget):
             arenas.forget(msg.names)
             continue
-        conn.send(_run(brick, msg, arenas))
+        chan.send(_run(brick, msg, arenas))
