@@ -159,6 +159,15 @@ class Pipeline:
         fut = asyncio.run_coroutine_threadsafe(self.ainfer(inputs, timeout_s=timeout_s), self._loop)
         return await asyncio.wrap_future(fut)
 
+    def local_executor(self) -> Executor | None:
+        """The running executor when the caller is on this pipeline's own loop, else None: the
+        server's hot path starts a request through it (``Executor.start``) with no coroutine
+        in between."""
+        executor = self._executor
+        if executor is not None and asyncio.get_running_loop() is self._loop:
+            return executor
+        return None
+
     def infer(self, inputs: Mapping[str, Any], *, timeout_s: float | None = None) -> InferResult:
         """Synchronous ``ainfer``; safe to call from many threads at once."""
         loop = self._ensure_thread()

@@ -72,6 +72,17 @@ class Stage:
 
     # -- StageRunner -------------------------------------------------------------------
     async def submit(self, inputs: Tensors, deadline: float | None) -> Tensors:
+        out = self.start_nowait(inputs, deadline)
+        if not isinstance(out, asyncio.Future):  # it ran inline at once
+            return out
+        if deadline is None:  # no timer to arm: skip a coroutine frame per request
+            return await out
+        return await self._wait(out, deadline, out.get_loop())
+
+    def start_nowait(self, inputs: Tensors, deadline: float | None) -> Tensors | asyncio.Future[Tensors]:
+        """``submit`` without the coroutine: the outputs when the request ran inline at once,
+        else the future of its queued run. The caller arms ``deadline``'s timer (``submit``
+        does); the server's hot path calls this only without a deadline."""
         now = time.monotonic()
         if deadline is not None and deadline <= now:
             self.stats_.error("DeadlineExceeded")
@@ -91,9 +102,7 @@ class Stage:
         if not self._pump_soon:  # pump once this loop tick's other callers have queued too
             self._pump_soon = True
             loop.call_soon(self._pump_later)
-        if deadline is None:  # no timer to arm: skip a coroutine frame per request
-            return await fut
-        return await self._wait(fut, deadline, loop)
+        return fut
 
     def stats(self) -> Mapping[str, Any]:
         extra: dict[str, Any] = {

@@ -69,14 +69,16 @@ class _Disconnected(Exception):
 class Model:
     """One served pipeline with everything the hot path needs precomputed."""
 
-    __slots__ = ("config", "infer_path", "inputs", "metadata", "metrics", "name", "output_names",
-                 "outputs", "pipeline", "ready", "version")
+    __slots__ = ("config", "infer_path", "inputs", "local_executor", "metadata", "metrics", "name",
+                 "output_names", "outputs", "pipeline", "ready", "version")
 
     def __init__(self, pipeline: Pipeline, *, version: str = "1", metrics: ModelMetrics | None = None) -> None:
         plan = pipeline.plan
         self.name = pipeline.name
         self.infer_path = f"/v2/models/{self.name}/infer"
         self.pipeline = pipeline
+        # the engine's hot path, when the pipeline has one (see App._infer)
+        self.local_executor: Callable[[], Any] | None = getattr(pipeline, "local_executor", None)
         self.inputs: dict[str, TensorSpec] = {s.name: s for s in plan.inputs}
         self.outputs: dict[str, TensorSpec] = {s.name: s for s in plan.outputs}
         self.output_names = tuple(s.name for s in plan.outputs)
@@ -179,6 +181,14 @@ class App:
                 return
 
     # -- routing (transport-independent) --------------------------------------------------
+    def infer_model(self, method: str, path: str) -> Model | None:
+        """The model a plain ``POST /v2/models/{m}/infer`` goes to, when ``handle`` would route
+        it straight to :meth:`infer` (no API key, tracing off); None: ask ``handle``."""
+        if (path[-6:] == "/infer" and path[:11] == "/v2/models/" and method == "POST"
+                and self._key is None and _tracing.TRACER is None):
+            return self.models.get(path[11:-6])
+        return None
+
     async def handle(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
                      body: bytes) -> Reply | StreamReply:
         """Answer one request whose body was read in full (and within ``max_body_bytes``).
@@ -206,7 +216,7 @@ class App:
                     return plain_error(405, "infer takes POST", (b"allow", b"POST"))
                 if _tracing.TRACER is not None:
                     return await self._infer_traced(model, headers, body)
-                return await self._infer(model, headers, body)
+                return await self.infer(model, headers, body)
             if method not in ("GET", "HEAD"):
                 return plain_error(405, f"{path} takes GET", (b"allow", b"GET"))
             if action == "":
@@ -308,7 +318,7 @@ class App:
     async def _infer_traced(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
         """``_infer`` in a SERVER span, the child of the request's ``traceparent`` (tracing on)."""
         with _tracing.server_span(f"infer {model.name}", headers) as span:
-            reply = await self._infer(model, headers, body)
+            reply = await self.infer(model, headers, body)
             span.set_attribute("brickwork.model", model.name)
             span.set_attribute("http.response.status_code", reply[0])
             if reply[0] >= 500:
@@ -318,7 +328,8 @@ class App:
         return reply
 
     # -- the hot path ------------------------------------------------------------------
-    async def _infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
+    async def infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
+        """Answer ``POST`` to ``model``'s infer endpoint (authorised, routed). Never raises."""
         t0 = time.perf_counter()
         metrics = model.metrics
         metrics.in_flight += 1
@@ -339,7 +350,16 @@ class App:
                 req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
             rid = req.id or rid
             timeout = req.timeout_s or self.config.request_timeout_s
-            result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
+            # the hot path: a one-call plan without a deadline starts its stage right here
+            executor = None if timeout or model.local_executor is None else model.local_executor()
+            started = None if executor is None else executor.start(executor.validate(req.inputs))
+            if started is None:
+                result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
+            else:
+                if isinstance(started, asyncio.Future):
+                    started = await started
+                assert executor is not None
+                result = executor.finish(started)
             rungs = result.rungs
             size = _least_size(req, result, model.output_names)  # a lower bound, cheap
             if size < _OFF_LOOP_BYTES:

@@ -302,7 +302,11 @@ class Connection(asyncio.Protocol):
             reply = req.reply
             if reply is None:
                 try:
-                    reply = await self.app.handle(req.method, req.path, req.headers, req.body)
+                    model = self.app.infer_model(req.method, req.path)
+                    if model is not None:  # the hot path: no routing
+                        reply = await self.app.infer(model, req.headers, req.body)
+                    else:
+                        reply = await self.app.handle(req.method, req.path, req.headers, req.body)
                 except Exception as exc:  # handle() answers errors itself; this is a bug guard
                     reply = error_reply(exc)[0]
                 keep_alive = (req.keep_alive and not self.server.draining
