@@ -9,6 +9,7 @@ fixed answer) the same way, for the ratio. ``--profile`` prints cProfile's top f
     PYTHONPATH=/tmp/base/src python bench/server_hotpath.py       # another tree (A/B)
     PYTHONPATH=src python bench/server_hotpath.py --floor
     PYTHONPATH=src python bench/server_hotpath.py --profile
+    PYTHONPATH=src python bench/server_hotpath.py --breakdown       # each part alone
 
 The model, body and YAML are bench/peers' (``y = x @ W``, W 64x64 FP32, one 64-float vector per
 request as JSON; batching 32, 1 ms).
@@ -120,6 +121,79 @@ def floor_conns(k: int) -> list[Any]:
     return [raw_app.Conn() for _ in range(k)]
 
 
+def _best(fn: Any, n: int, repeat: int = 9) -> float:
+    """Best of ``repeat`` runs of ``n`` calls, µs of process CPU per call."""
+    best = 1e9
+    for _ in range(repeat):
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time() - t) / n * 1e6)
+    return best
+
+
+async def breakdown(reqs: list[bytes]) -> None:
+    """Each part of the hot path alone, µs of CPU per request (the engine per request of a
+    batch of 32); "other" is the whole (``_drive``) less the parts."""
+    from brickwork.protocol import decode_request, encode_response
+
+    conns, app = await brickwork_conns(32)
+    tr = [FakeTransport() for _ in conns]
+    for c, t in zip(conns, tr):
+        c.connection_made(t)
+    await _drive(conns, tr, reqs, 2000, 1)
+    whole = await _drive(conns, tr, reqs, 640, 30)
+    c = conns[0]
+    c.busy = True  # parse only: the request is queued, not answered
+
+    def parse() -> None:
+        c.data_received(reqs[0])
+        c.waiting.clear()
+
+    body = reqs[0].split(b"\r\n\r\n", 1)[1]
+    model = app.models["matmul"]
+    ex = model.local_executor()
+    stage = ex.stages["matmul"]
+    req = decode_request(body, None, model.inputs, model.outputs, "matmul")
+
+    def engine32() -> Any:
+        futs = [ex.start(ex.validate(req.inputs)) for _ in range(32)]
+        stage._pump_soon = False  # run the batch now rather than on the next loop turn
+        stage._pump()
+        return [ex.finish(f.result()) for f in futs]
+
+    result = engine32()[0]
+    hdrs, out = encode_response("matmul", req, result, model.output_names, {})
+    parts = {
+        "HTTP parse (httptools + the front's callbacks)": _best(parse, 2000),
+        "  of which httptools alone, 3 callbacks (the floor's)": None,
+        "v2 decode (orjson.loads + checks + numpy)": _best(
+            lambda: decode_request(body, None, model.inputs, model.outputs, "matmul"), 2000),
+        "  of which orjson.loads": _best(lambda: orjson.loads(body), 2000),
+        "engine (validate, queue, batch of 32, matmul, split, finish)": _best(engine32, 100) / 32,
+        "v2 encode (orjson, numpy data)": _best(
+            lambda: encode_response("matmul", req, result, model.output_names, {}), 2000),
+        "HTTP write (status, headers, body)": _best(
+            lambda: c._write((200, hdrs, out), keep_alive=True, head=False), 2000),
+    }
+    import httptools
+
+    class Bare:
+        def on_url(self, url: bytes) -> None: ...
+        def on_body(self, body: bytes) -> None: ...
+        def on_message_complete(self) -> None: ...
+
+    bare = Bare()
+    p = httptools.HttpRequestParser(bare)
+    parts["  of which httptools alone, 3 callbacks (the floor's)"] = _best(lambda: p.feed_data(reqs[0]), 2000)
+    top = sum(v for k, v in parts.items() if not k.startswith("  ") and v is not None)
+    print(f"{'whole request (in process, 32 clients)':62s} {whole:6.1f} µs")
+    for k, v in parts.items():
+        print(f"{k:62s} {v:6.1f} µs")
+    print(f"{'other (app, metrics, futures, callbacks, loop turns)':62s} {whole - top:6.1f} µs")
+    await app.shutdown()
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=32)
@@ -128,8 +202,12 @@ async def main() -> None:
     ap.add_argument("--floor", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--label", default="")
+    ap.add_argument("--breakdown", action="store_true", help="time each part of the hot path alone")
     a = ap.parse_args()
     reqs = _bodies(256)
+    if a.breakdown:
+        await breakdown(reqs)
+        return
     app = None
     if a.floor:
         conns = floor_conns(a.clients)

@@ -23,7 +23,7 @@ import asyncio
 import hmac
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,7 +43,7 @@ from ._metrics import ModelMetrics, render
 from ._repository import Repository
 from ._stream import StreamReply
 
-__all__ = ["App"]
+__all__ = ["App", "InferCall"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -64,6 +64,21 @@ _PROBES = ("/v2/health/live", "/v2/health/ready")
 
 class _Disconnected(Exception):
     """The client went away before its body arrived."""
+
+
+class InferCall:
+    """An infer request the engine is answering (see ``App.infer_nowait``)."""
+
+    __slots__ = ("executor", "future", "model", "req", "rid", "t0")
+
+    def __init__(self, model: Model, t0: float, req: Any, rid: str | None, executor: Any,
+                 future: asyncio.Future[Any]) -> None:
+        self.model = model
+        self.t0 = t0
+        self.req = req
+        self.rid = rid
+        self.executor = executor
+        self.future = future
 
 
 class Model:
@@ -330,10 +345,31 @@ class App:
     # -- the hot path ------------------------------------------------------------------
     async def infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
         """Answer ``POST`` to ``model``'s infer endpoint (authorised, routed). Never raises."""
+        out = self.infer_nowait(model, headers, body)
+        if isinstance(out, tuple):
+            return out
+        if isinstance(out, InferCall):
+            try:
+                await out.future
+            except asyncio.CancelledError:
+                self.infer_cancelled(out)
+                raise
+            except Exception:
+                pass  # infer_done answers it
+            done = self.infer_done(out, out.future)
+            return done if isinstance(done, tuple) else await done
+        return await out
+
+    def infer_nowait(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes
+                     ) -> Reply | InferCall | Coroutine[Any, Any, Reply]:
+        """``infer`` with no coroutine where it can (the native front's hot path): the reply;
+        or, for a one-call plan, an :class:`InferCall` whose ``future`` the engine completes
+        (then :meth:`infer_done` gives the reply, or :meth:`infer_cancelled` if it was
+        cancelled); or, for the rest (a compressed or large body, a deadline, another plan),
+        a coroutine to await for the reply. Never raises."""
         t0 = time.perf_counter()
-        metrics = model.metrics
-        metrics.in_flight += 1
-        kind = rid = rungs = None
+        model.metrics.in_flight += 1
+        rid = None
         try:
             header_length = None
             encoding = None
@@ -345,42 +381,105 @@ class App:
                 elif k == b"x-request-id":
                     rid = v.decode("latin-1")
             if encoding is not None or len(body) >= _OFF_LOOP_BYTES:
-                req = await self._decode_off_loop(model, body, header_length, encoding)
-            else:
-                req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+                return self._infer_decoding(model, t0, body, header_length, encoding, rid)
+            req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
             rid = req.id or rid
             timeout = req.timeout_s or self.config.request_timeout_s
-            # the hot path: a one-call plan without a deadline starts its stage right here
+            # a one-call plan without a deadline starts its stage right here
             executor = None if timeout or model.local_executor is None else model.local_executor()
             started = None if executor is None else executor.start(executor.validate(req.inputs))
             if started is None:
-                result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
-            else:
-                if isinstance(started, asyncio.Future):
-                    started = await started
-                assert executor is not None
-                result = executor.finish(started)
-            rungs = result.rungs
+                return self._infer_run(model, t0, req, rid, timeout)
+            if isinstance(started, asyncio.Future):
+                return InferCall(model, t0, req, rid, executor, started)
+            assert executor is not None
+            result = executor.finish(started)
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, None)
+        return self._respond(model, t0, req, rid, result)
+
+    def infer_done(self, call: InferCall, future: asyncio.Future[Any]) -> Reply | Coroutine[Any, Any, Reply]:
+        """The reply to ``call`` once its (not cancelled) ``future`` is done; a coroutine when the
+        answer is large enough to be encoded on a helper thread. Never raises."""
+        try:
+            result = call.executor.finish(future.result())
+        except Exception as exc:
+            return self._failed(call.model, call.t0, exc, call.rid, None)
+        return self._respond(call.model, call.t0, call.req, call.rid, result)
+
+    def infer_cancelled(self, call: InferCall) -> None:
+        call.model.metrics.in_flight -= 1
+
+    async def _infer_decoding(self, model: Model, t0: float, body: bytes, header_length: int | None,
+                              encoding: bytes | None, rid: str | None) -> Reply:
+        try:
+            req = await self._decode_off_loop(model, body, header_length, encoding)
+        except asyncio.CancelledError:
+            model.metrics.in_flight -= 1
+            raise
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, None)
+        return await self._infer_run(model, t0, req, req.id or rid, req.timeout_s or self.config.request_timeout_s)
+
+    async def _infer_run(self, model: Model, t0: float, req: Any, rid: str | None,
+                         timeout: float | None) -> Reply:
+        """An infer request through ``ainfer``: any plan, any deadline."""
+        try:
+            result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
+        except asyncio.CancelledError:
+            model.metrics.in_flight -= 1
+            raise
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, None)
+        reply = self._respond(model, t0, req, rid, result)
+        return reply if isinstance(reply, tuple) else await reply
+
+    def _respond(self, model: Model, t0: float, req: Any, rid: str | None,
+                 result: Any) -> Reply | Coroutine[Any, Any, Reply]:
+        rungs = result.rungs
+        try:
             size = _least_size(req, result, model.output_names)  # a lower bound, cheap
             if size < _OFF_LOOP_BYTES:
-                out_headers, out = encode_response(model.name, req, result, model.output_names,
-                                                   result.rungs)
+                out_headers, out = encode_response(model.name, req, result, model.output_names, rungs)
             elif size <= self.config.max_response_bytes:
-                out_headers, out = await self._encode_off_loop(model, req, result)
+                return self._respond_off_loop(model, t0, req, rid, result, size)
             else:
                 out_headers, out = [], b""
-            reply: Reply = (200, out_headers, out)
-            if len(out) > self.config.max_response_bytes or size > self.config.max_response_bytes:
-                reply, kind = plain_error(413, (
-                    f"the response would be over {max(size, len(out))} bytes, over this server's "
-                    f"limit of {self.config.max_response_bytes} (--max-response-bytes); send fewer "
-                    "items per request or ask for fewer outputs")), "ResponseTooLarge"
         except Exception as exc:
-            reply, kind = error_reply(exc)
-            if reply[0] >= 500 and isinstance(exc, RequestError):  # others: error_reply logged them
-                log_error("POST", model.infer_path, model.name, reply[0], exc, rid)
-        finally:
-            metrics.in_flight -= 1
+            return self._failed(model, t0, exc, rid, rungs)
+        return self._sized(model, t0, rid, rungs, out_headers, out, size)
+
+    async def _respond_off_loop(self, model: Model, t0: float, req: Any, rid: str | None, result: Any,
+                                size: int) -> Reply:
+        try:
+            out_headers, out = await self._encode_off_loop(model, req, result)
+        except asyncio.CancelledError:
+            model.metrics.in_flight -= 1
+            raise
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, result.rungs)
+        return self._sized(model, t0, rid, result.rungs, out_headers, out, size)
+
+    def _sized(self, model: Model, t0: float, rid: str | None, rungs: Any,
+               out_headers: list[tuple[bytes, bytes]], out: bytes, size: int) -> Reply:
+        limit = self.config.max_response_bytes
+        if len(out) > limit or size > limit:
+            return self._observe(model, t0, plain_error(413, (
+                f"the response would be over {max(size, len(out))} bytes, over this server's "
+                f"limit of {limit} (--max-response-bytes); send fewer "
+                "items per request or ask for fewer outputs")), "ResponseTooLarge", rid, rungs)
+        return self._observe(model, t0, (200, out_headers, out), None, rid, rungs)
+
+    def _failed(self, model: Model, t0: float, exc: Exception, rid: str | None, rungs: Any) -> Reply:
+        reply, kind = error_reply(exc)
+        if reply[0] >= 500 and isinstance(exc, RequestError):  # others: error_reply logged them
+            log_error("POST", model.infer_path, model.name, reply[0], exc, rid)
+        return self._observe(model, t0, reply, kind, rid, rungs)
+
+    def _observe(self, model: Model, t0: float, reply: Reply, kind: str | None, rid: str | None,
+                 rungs: Any) -> Reply:
+        metrics = model.metrics
+        metrics.in_flight -= 1
         latency = time.perf_counter() - t0
         metrics.observe(reply[0], latency, kind)
         if self.access is not None:
