@@ -137,7 +137,10 @@ async def breakdown(reqs: list[bytes]) -> None:
     batch of 32); "other" is the whole (``_drive``) less the parts."""
     from brickwork.protocol import decode_request, encode_response
 
+    from brickwork.server._run import settle_gc
+
     conns, app = await brickwork_conns(32)
+    settle_gc()
     tr = [FakeTransport() for _ in conns]
     for c, t in zip(conns, tr):
         c.connection_made(t)

@@ -104,7 +104,13 @@ class Executor:
                 or not all(b.source in sources for b in root.bindings)):
             return None
         plain = tuple((b.port, b.source) for b in root.bindings)
-        return start, plain, tuple(root.publish), root.stage, self._bit[root.stage].bit_length() - 1
+        # the validated inputs are the call's arguments as they are (a fresh dict per request)
+        same = all(port == source for port, source in plain) and len(plain) == len(sources)
+        # the call's outputs are the plan's, under the same names
+        port_of = {name: port for port, name in root.publish}
+        renamed = tuple((port_of[name], name) for name in self._outputs)
+        return (start, None if same else plain, renamed, root.stage,
+                self._bit[root.stage].bit_length() - 1)
 
     def start(self, inputs: Tensors) -> Tensors | asyncio.Future[Tensors] | None:
         """The hot path of a plan that is one call, for a request without a deadline (``inputs``
@@ -115,8 +121,8 @@ class Executor:
         if direct is None:
             return None
         start, plain, _, stage, index = direct
-        args = {port: inputs[source] for port, source in plain}
-        if self._empty[stage] is not None and _no_items(args):
+        args = inputs if plain is None else {port: inputs[source] for port, source in plain}
+        if self._empty[stage] is not None and _no_items(args):  # run() answers them, no call
             return None
         self._entered += 1
         self._reached[index] += 1
@@ -126,13 +132,11 @@ class Executor:
     def finish(self, out: Tensors) -> InferResult:
         """The answer of a request :meth:`start` began, from its call's outputs."""
         assert self._direct is not None
-        publish, stage = self._direct[2], self._direct[3]
         try:
-            env = {name: out[port] for port, name in publish}
+            return InferResult({name: out[port] for port, name in self._direct[2]}, {}, self._primary)
         except KeyError as exc:
-            raise ModelError(f"brick {stage!r} returned no output {exc.args[0]!r}; "
+            raise ModelError(f"brick {self._direct[3]!r} returned no output {exc.args[0]!r}; "
                              f"it returned {sorted(out)}") from None
-        return InferResult({name: env[name] for name in self._outputs}, {}, self._primary)
 
     def validate(self, inputs: Mapping[str, Any]) -> Tensors:
         """Check the caller's tensors against the pipeline's inputs; lists become arrays and

@@ -95,10 +95,11 @@ class Stage:
             return self._run_inline_now(inline, inputs, rows)
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
-        key = batch_key(inputs)
         fut: asyncio.Future[Tensors] = loop.create_future()
         ctx = None if _tracing.TRACER is None else _tracing.current()
-        self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut, trace=ctx)])
+        pending = Pending(inputs, rows, now, deadline, batch_key(inputs), False, 0, fut, ctx)
+        if not self.queue.put_one(pending):  # full: pump, then queue or refuse with a hint
+            self._enqueue([pending])
         if not self._pump_soon:  # pump once this loop tick's other callers have queued too
             self._pump_soon = True
             loop.call_soon(self._pump_later)
@@ -273,8 +274,7 @@ class Stage:
         if _tracing.TRACER is not None and not traced:
             self._launch_traced(replica, requests, now)
             return
-        for r in requests:
-            self.stats_.waited(now - r.enqueued)
+        self.stats_.waited_all([now - r.enqueued for r in requests])
         replica.inflight += 1
         replica.started = now  # type: ignore[attr-defined]  # read by _free_replica on ties
         t0 = time.perf_counter()
@@ -342,8 +342,9 @@ class Stage:
                 if self.profile is not None:
                     self.profile.record(sum(rows), result.compute_s)
                 for r, out in zip(requests, outs, strict=True):
-                    if not r.waiter.done():
-                        r.waiter.set_result(out)
+                    waiter = r.waiter
+                    if not waiter.done():
+                        waiter.set_result(out)
         if exc is not None:
             self.stats_.busy_s += busy
             self._failed(requests, exc)
