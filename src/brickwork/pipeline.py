@@ -146,10 +146,10 @@ class Pipeline:
     async def ainfer(self, inputs: Mapping[str, Any], *, timeout_s: float | None = None) -> InferResult:
         """Run one request (a batch of N items along axis 0). ``timeout_s`` becomes the
         request's deadline through the whole graph."""
-        loop = asyncio.get_running_loop()
-        executor = self._executor
-        if executor is not None and loop is self._loop:  # the hot path
+        executor = self.local_executor()
+        if executor is not None:  # the hot path
             return await executor.run(executor.validate(inputs), timeout_s=timeout_s)
+        loop = asyncio.get_running_loop()
         if self._loop is None:
             await self.start()
         if loop is self._loop:
