@@ -109,3 +109,13 @@ def test_answers_the_fast_path_leaves_to_the_full_codec():
     _, body = encode_response("m", req, InferResult({"y": x}, {"lad": "b"}), ("y",), {"lad": "b"})
     out = json.loads(body)
     assert out["id"] == "r7" and out["parameters"] == {"rung.lad": "b"}
+
+
+def test_a_request_is_marked_checked_only_when_its_one_input_took_the_fast_path():
+    x = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+    assert decode_request(orjson.dumps({"inputs": [x]}), None, {"x": INPUTS["x"]}, OUTPUTS, "m").checked
+    slow = {**x, "parameters": {}}
+    assert not decode_request(orjson.dumps({"inputs": [slow]}), None, {"x": INPUTS["x"]}, OUTPUTS, "m").checked
+    two = {"x": INPUTS["x"], "d": INPUTS["d"]}
+    d = {"name": "d", "datatype": "FP64", "shape": [2, 1], "data": [1.0, 2.0]}
+    assert not decode_request(orjson.dumps({"inputs": [x, d]}), None, two, OUTPUTS, "m").checked

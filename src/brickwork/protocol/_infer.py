@@ -31,6 +31,9 @@ class InferRequest:
     binary_output: bool
     id: str | None
     timeout_s: float | None
+    # one input, decoded on the fast path: its datatype, rank and fixed dims are the spec's,
+    # so the engine's validation has nothing left to check
+    checked: bool = False
 
 
 def decode_request(body: bytes, header_length: int | None, inputs: Mapping[str, TensorSpec],
@@ -52,6 +55,7 @@ def decode_request(body: bytes, header_length: int | None, inputs: Mapping[str, 
         raise InvalidInput(f"'inputs' must be a non-empty list of tensors; model {model!r} takes "
                            f"{[s.to_dict() for s in inputs.values()]}")
     tensors: dict[str, np.ndarray] = {}
+    checked = True
     for item in items:
         fast = _fast_item(item, inputs)
         if fast is not None:
@@ -60,6 +64,7 @@ def decode_request(body: bytes, header_length: int | None, inputs: Mapping[str, 
                 raise InvalidInput(f"input {name!r} is given twice")
             tensors[name] = arr
             continue
+        checked = False
         _precheck(item, inputs, model)  # names, datatypes and fixed dims before any value is made
         name, arr, pos = decode_tensor(item, body, pos)
         if name in tensors:
@@ -85,7 +90,7 @@ def decode_request(body: bytes, header_length: int | None, inputs: Mapping[str, 
     requested: list[tuple[str, bool]] | None = None
     if wanted is not None:
         requested = _requested(wanted, outputs, binary_output, model)
-    return InferRequest(tensors, requested, binary_output, req_id, timeout_s)
+    return InferRequest(tensors, requested, binary_output, req_id, timeout_s, checked and len(tensors) == 1)
 
 
 _FAST_KEYS = frozenset(("name", "datatype", "shape", "data"))

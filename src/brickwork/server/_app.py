@@ -387,7 +387,8 @@ class App:
             timeout = req.timeout_s or self.config.request_timeout_s
             # a one-call plan without a deadline starts its stage right here
             executor = None if timeout or model.local_executor is None else model.local_executor()
-            started = None if executor is None else executor.start(executor.validate(req.inputs))
+            started = None if executor is None else executor.start(
+                req.inputs if req.checked else executor.validate(req.inputs))
             if started is None:
                 return self._infer_run(model, t0, req, rid, timeout)
             if isinstance(started, asyncio.Future):
