@@ -58,7 +58,8 @@ async def main() -> None:
             t = time.process_time()
             for _ in range(n):
                 conn.data_received(raw)
-                await conn.task  # type: ignore[misc]
+                if conn.busy:  # answered in a task or from the engine's future (else at once)
+                    await conn.task  # type: ignore[misc]
             best = min(best, (time.process_time() - t) / n * 1e6)
         out[name] = best
     await app.shutdown()

@@ -66,6 +66,9 @@ def batch_key(inputs: Mapping[str, np.ndarray]) -> Hashable | None:
     """What must match for two requests to be concatenated: names, dtypes and the shape after
     axis 0. None when the request cannot be merged at all (a scalar, or tensors that disagree
     on axis 0)."""
+    if len(inputs) == 1:  # the common case, without the loop's list
+        for name, value in inputs.items():
+            return ((name, value.dtype.str, value.shape[1:]),) if value.ndim else None
     key = []
     rows = None
     for name, value in inputs.items():
@@ -221,6 +224,17 @@ class BatchQueue:
             for r in requests:
                 r.alone = True
         self._queue.extend(requests)
+
+    def put_one(self, request: Pending) -> bool:
+        """Queue one request if there is room (``put_all``'s hot path); False: the queue is
+        full, nothing was queued."""
+        queue = self._queue
+        if len(queue) >= self.batching.max_queue_size:
+            return False
+        if not self.rowwise:
+            request.alone = True
+        queue.append(request)
+        return True
 
     def requeue(self, requests: Iterable[Pending]) -> None:
         """Put requests back at the front (a retry), oldest first, ignoring the bound: they

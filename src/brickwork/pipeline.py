@@ -66,6 +66,7 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._loop_thread = 0  # the thread whose running loop started the pipeline
         self._starting: asyncio.Future[None] | None = None
 
     @property
@@ -82,6 +83,7 @@ class Pipeline:
             return
         if self._starting is None:
             self._loop = loop
+            self._loop_thread = threading.get_ident()
             self._starting = loop.create_future()
             try:
                 runners = await self._backend.start(self.plan)
@@ -148,10 +150,10 @@ class Pipeline:
     async def ainfer(self, inputs: Mapping[str, Any], *, timeout_s: float | None = None) -> InferResult:
         """Run one request (a batch of N items along axis 0). ``timeout_s`` becomes the
         request's deadline through the whole graph."""
-        loop = asyncio.get_running_loop()
-        executor = self._executor
-        if executor is not None and loop is self._loop:  # the hot path
+        executor = self.local_executor()
+        if executor is not None:  # the hot path
             return await executor.run(executor.validate(inputs), timeout_s=timeout_s)
+        loop = asyncio.get_running_loop()
         if self._loop is None:
             await self.start()
         if loop is self._loop:
@@ -162,6 +164,20 @@ class Pipeline:
         assert self._loop is not None
         fut = asyncio.run_coroutine_threadsafe(self.ainfer(inputs, timeout_s=timeout_s), self._loop)
         return await asyncio.wrap_future(fut)
+
+    def local_executor(self) -> Executor | None:
+        """The running executor when the caller is on this pipeline's own loop, else None: the
+        server's hot path starts a request through it (``Executor.start``) with no coroutine
+        in between."""
+        executor = self._executor
+        loop = self._loop
+        # the pipeline's loop is running on the caller's thread: the caller runs on that loop
+        # (a thread runs one loop at a time). Cheaper than asyncio.get_running_loop(), which
+        # costs a getpid() system call on Python 3.11.
+        if (executor is not None and loop is not None and threading.get_ident() == self._loop_thread
+                and loop.is_running()):
+            return executor
+        return None
 
     def infer(self, inputs: Mapping[str, Any], *, timeout_s: float | None = None) -> InferResult:
         """Synchronous ``ainfer``; safe to call from many threads at once."""

@@ -352,3 +352,38 @@ def test_a_branch_a_request_did_not_take_does_not_wait_for_it() -> None:
             assert time.perf_counter() - t0 < 1.0  # 2 s if a branch waited for the other's request
 
     run(main())
+
+
+def test_the_one_call_hot_path_answers_as_ainfer_and_only_where_it_applies() -> None:
+    """``Executor.start``/``finish`` (the server's path for a one-call plan without a deadline)
+    give what ``ainfer`` gives, batched with other callers; a guarded stage, a two-stage plan
+    or zero items take ``run``."""
+    node = bw.function(lambda x: x * 10, name="times10", batch=True, inputs=[("x", "FP32", (-1, 2))],
+                       outputs=[("y", "FP32", (-1, 2))], blocking=False,
+                       batching=bw.Batching(max_batch_size=64, max_delay_s=0.01))
+    guarded = bw.function(lambda x: x * 10, name="g", batch=True, inputs=[("x", "FP32", (-1, 2))],
+                          outputs=[("y", "FP32", (-1, 2))], retries=1)
+    two = node >> bw.function(lambda y: y + 1, name="plus1", batch=True, inputs=[("y", "FP32", (-1, 2))],
+                              outputs=[("z", "FP32", (-1, 2))], blocking=False)
+
+    async def main() -> None:
+        pipeline = node.compile()
+        async with pipeline:
+            ex = pipeline.local_executor()
+            assert ex is not None
+            xs = [np.full((1 + i % 3, 2), i, dtype=np.float32) for i in range(12)]
+            started = [ex.start(ex.validate({"x": x})) for x in xs]
+            assert all(isinstance(s, asyncio.Future) for s in started)
+            outs = [ex.finish(await s) for s in started]  # type: ignore[misc]
+            for x, out in zip(xs, outs, strict=True):
+                assert np.array_equal(out["y"], x * 10) and out.rungs == {} and not out.degraded
+            assert pipeline.stats()["stages"]["times10"]["batches"] == 1
+            assert ex.start({"x": np.zeros((0, 2), np.float32)}) is None  # zero items: run()
+        for other in (guarded.compile(), two.compile()):
+            async with other:
+                ex = other.local_executor()
+                assert ex is not None and ex.start({"x": np.ones((1, 2), np.float32)}) is None
+        async with guarded.compile() as g:
+            assert type(g.local_executor().stages["g"]).__name__ == "GuardedStage"  # type: ignore[union-attr]
+
+    run(main())

@@ -72,6 +72,17 @@ class Stage:
 
     # -- StageRunner -------------------------------------------------------------------
     async def submit(self, inputs: Tensors, deadline: float | None) -> Tensors:
+        out = self.start_nowait(inputs, deadline)
+        if not isinstance(out, asyncio.Future):  # it ran inline at once
+            return out
+        if deadline is None:  # no timer to arm: skip a coroutine frame per request
+            return await out
+        return await self._wait(out, deadline, out.get_loop())
+
+    def start_nowait(self, inputs: Tensors, deadline: float | None) -> Tensors | asyncio.Future[Tensors]:
+        """``submit`` without the coroutine: the outputs when the request ran inline at once,
+        else the future of its queued run. The caller arms ``deadline``'s timer (``submit``
+        does); the server's hot path calls this only without a deadline."""
         now = time.monotonic()
         if deadline is not None and deadline <= now:
             self.stats_.error("DeadlineExceeded")
@@ -84,16 +95,15 @@ class Stage:
             return self._run_inline_now(inline, inputs, rows)
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
-        key = batch_key(inputs)
         fut: asyncio.Future[Tensors] = loop.create_future()
         ctx = None if _tracing.TRACER is None else _tracing.current()
-        self._enqueue([Pending(inputs, rows, now, deadline, key, waiter=fut, trace=ctx)])
+        pending = Pending(inputs, rows, now, deadline, batch_key(inputs), False, 0, fut, ctx)
+        if not self.queue.put_one(pending):  # full: pump, then queue or refuse with a hint
+            self._enqueue([pending])
         if not self._pump_soon:  # pump once this loop tick's other callers have queued too
             self._pump_soon = True
             loop.call_soon(self._pump_later)
-        if deadline is None:  # no timer to arm: skip a coroutine frame per request
-            return await fut
-        return await self._wait(fut, deadline, loop)
+        return fut
 
     def stats(self) -> Mapping[str, Any]:
         extra: dict[str, Any] = {
@@ -264,8 +274,7 @@ class Stage:
         if _tracing.TRACER is not None and not traced:
             self._launch_traced(replica, requests, now)
             return
-        for r in requests:
-            self.stats_.waited(now - r.enqueued)
+        self.stats_.waited_all([now - r.enqueued for r in requests])
         replica.inflight += 1
         replica.started = now  # type: ignore[attr-defined]  # read by _free_replica on ties
         t0 = time.perf_counter()
@@ -333,8 +342,9 @@ class Stage:
                 if self.profile is not None:
                     self.profile.record(sum(rows), result.compute_s)
                 for r, out in zip(requests, outs, strict=True):
-                    if not r.waiter.done():
-                        r.waiter.set_result(out)
+                    waiter = r.waiter
+                    if not waiter.done():
+                        waiter.set_result(out)
         if exc is not None:
             self.stats_.busy_s += busy
             self._failed(requests, exc)

@@ -63,6 +63,10 @@ class StageStats:
     def waited(self, queue_s: float) -> None:
         self.queue_s.append(queue_s)
 
+    def waited_all(self, queue_s: list[float]) -> None:
+        """``waited`` for each request of a batch."""
+        self.queue_s.extend(queue_s)
+
     def error(self, kind: str, n: int = 1) -> None:
         self.errors[kind] += n
 

@@ -23,7 +23,7 @@ import asyncio
 import hmac
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,7 +43,7 @@ from ._metrics import ModelMetrics, render
 from ._repository import Repository
 from ._stream import StreamReply
 
-__all__ = ["App"]
+__all__ = ["App", "InferCall"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -66,17 +66,34 @@ class _Disconnected(Exception):
     """The client went away before its body arrived."""
 
 
+class InferCall:
+    """An infer request the engine is answering (see ``App.infer_nowait``)."""
+
+    __slots__ = ("executor", "future", "model", "req", "rid", "t0")
+
+    def __init__(self, model: Model, t0: float, req: Any, rid: str | None, executor: Any,
+                 future: asyncio.Future[Any]) -> None:
+        self.model = model
+        self.t0 = t0
+        self.req = req
+        self.rid = rid
+        self.executor = executor
+        self.future = future
+
+
 class Model:
     """One served pipeline with everything the hot path needs precomputed."""
 
-    __slots__ = ("config", "infer_path", "inputs", "metadata", "metrics", "name", "output_names",
-                 "outputs", "pipeline", "ready", "version")
+    __slots__ = ("config", "infer_path", "inputs", "local_executor", "metadata", "metrics", "name",
+                 "output_names", "outputs", "pipeline", "ready", "version")
 
     def __init__(self, pipeline: Pipeline, *, version: str = "1", metrics: ModelMetrics | None = None) -> None:
         plan = pipeline.plan
         self.name = pipeline.name
         self.infer_path = f"/v2/models/{self.name}/infer"
         self.pipeline = pipeline
+        # the engine's hot path, when the pipeline has one (see App._infer)
+        self.local_executor: Callable[[], Any] | None = getattr(pipeline, "local_executor", None)
         self.inputs: dict[str, TensorSpec] = {s.name: s for s in plan.inputs}
         self.outputs: dict[str, TensorSpec] = {s.name: s for s in plan.outputs}
         self.output_names = tuple(s.name for s in plan.outputs)
@@ -179,6 +196,14 @@ class App:
                 return
 
     # -- routing (transport-independent) --------------------------------------------------
+    def infer_model(self, method: str, path: str) -> Model | None:
+        """The model a plain ``POST /v2/models/{m}/infer`` goes to, when ``handle`` would route
+        it straight to :meth:`infer` (no API key, tracing off); None: ask ``handle``."""
+        if (path[-6:] == "/infer" and path[:11] == "/v2/models/" and method == "POST"
+                and self._key is None and _tracing.TRACER is None):
+            return self.models.get(path[11:-6])
+        return None
+
     async def handle(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
                      body: bytes) -> Reply | StreamReply:
         """Answer one request whose body was read in full (and within ``max_body_bytes``).
@@ -206,7 +231,7 @@ class App:
                     return plain_error(405, "infer takes POST", (b"allow", b"POST"))
                 if _tracing.TRACER is not None:
                     return await self._infer_traced(model, headers, body)
-                return await self._infer(model, headers, body)
+                return await self.infer(model, headers, body)
             if method not in ("GET", "HEAD"):
                 return plain_error(405, f"{path} takes GET", (b"allow", b"GET"))
             if action == "":
@@ -310,7 +335,7 @@ class App:
     async def _infer_traced(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
         """``_infer`` in a SERVER span, the child of the request's ``traceparent`` (tracing on)."""
         with _tracing.server_span(f"infer {model.name}", headers) as span:
-            reply = await self._infer(model, headers, body)
+            reply = await self.infer(model, headers, body)
             span.set_attribute("brickwork.model", model.name)
             span.set_attribute("http.response.status_code", reply[0])
             if reply[0] >= 500:
@@ -320,11 +345,33 @@ class App:
         return reply
 
     # -- the hot path ------------------------------------------------------------------
-    async def _infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
+    async def infer(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes) -> Reply:
+        """Answer ``POST`` to ``model``'s infer endpoint (authorised, routed). Never raises."""
+        out = self.infer_nowait(model, headers, body)
+        if isinstance(out, tuple):
+            return out
+        if isinstance(out, InferCall):
+            try:
+                await out.future
+            except asyncio.CancelledError:
+                self.infer_cancelled(out)
+                raise
+            except Exception:
+                pass  # infer_done answers it
+            done = self.infer_done(out, out.future)
+            return done if isinstance(done, tuple) else await done
+        return await out
+
+    def infer_nowait(self, model: Model, headers: list[tuple[bytes, bytes]], body: bytes
+                     ) -> Reply | InferCall | Coroutine[Any, Any, Reply]:
+        """``infer`` with no coroutine where it can (the native front's hot path): the reply;
+        or, for a one-call plan, an :class:`InferCall` whose ``future`` the engine completes
+        (then :meth:`infer_done` gives the reply, or :meth:`infer_cancelled` if it was
+        cancelled); or, for the rest (a compressed or large body, a deadline, another plan),
+        a coroutine to await for the reply. Never raises."""
         t0 = time.perf_counter()
-        metrics = model.metrics
-        metrics.in_flight += 1
-        kind = rid = rungs = None
+        model.metrics.in_flight += 1
+        rid = None
         try:
             header_length = None
             encoding = None
@@ -336,33 +383,106 @@ class App:
                 elif k == b"x-request-id":
                     rid = v.decode("latin-1")
             if encoding is not None or len(body) >= _OFF_LOOP_BYTES:
-                req = await self._decode_off_loop(model, body, header_length, encoding)
-            else:
-                req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
+                return self._infer_decoding(model, t0, body, header_length, encoding, rid)
+            req = decode_request(body, header_length, model.inputs, model.outputs, model.name)
             rid = req.id or rid
             timeout = req.timeout_s or self.config.request_timeout_s
+            # a one-call plan without a deadline starts its stage right here
+            executor = None if timeout or model.local_executor is None else model.local_executor()
+            started = None if executor is None else executor.start(
+                req.inputs if req.checked else executor.validate(req.inputs))
+            if started is None:
+                return self._infer_run(model, t0, req, rid, timeout)
+            if isinstance(started, asyncio.Future):
+                return InferCall(model, t0, req, rid, executor, started)
+            assert executor is not None
+            result = executor.finish(started)
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, None)
+        return self._respond(model, t0, req, rid, result)
+
+    def infer_done(self, call: InferCall, future: asyncio.Future[Any]) -> Reply | Coroutine[Any, Any, Reply]:
+        """The reply to ``call`` once its (not cancelled) ``future`` is done; a coroutine when the
+        answer is large enough to be encoded on a helper thread. Never raises."""
+        try:
+            result = call.executor.finish(future.result())
+        except Exception as exc:
+            return self._failed(call.model, call.t0, exc, call.rid, None)
+        return self._respond(call.model, call.t0, call.req, call.rid, result)
+
+    def infer_cancelled(self, call: InferCall) -> None:
+        call.model.metrics.in_flight -= 1
+
+    async def _infer_decoding(self, model: Model, t0: float, body: bytes, header_length: int | None,
+                              encoding: bytes | None, rid: str | None) -> Reply:
+        try:
+            req = await self._decode_off_loop(model, body, header_length, encoding)
+        except asyncio.CancelledError:
+            model.metrics.in_flight -= 1
+            raise
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, None)
+        return await self._infer_run(model, t0, req, req.id or rid, req.timeout_s or self.config.request_timeout_s)
+
+    async def _infer_run(self, model: Model, t0: float, req: Any, rid: str | None,
+                         timeout: float | None) -> Reply:
+        """An infer request through ``ainfer``: any plan, any deadline."""
+        try:
             result = await model.pipeline.ainfer(req.inputs, timeout_s=timeout)
-            rungs = result.rungs
+        except asyncio.CancelledError:
+            model.metrics.in_flight -= 1
+            raise
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, None)
+        reply = self._respond(model, t0, req, rid, result)
+        return reply if isinstance(reply, tuple) else await reply
+
+    def _respond(self, model: Model, t0: float, req: Any, rid: str | None,
+                 result: Any) -> Reply | Coroutine[Any, Any, Reply]:
+        rungs = result.rungs
+        try:
             size = _least_size(req, result, model.output_names)  # a lower bound, cheap
             if size < _OFF_LOOP_BYTES:
-                out_headers, out = encode_response(model.name, req, result, model.output_names,
-                                                   result.rungs)
+                out_headers, out = encode_response(model.name, req, result, model.output_names, rungs)
             elif size <= self.config.max_response_bytes:
-                out_headers, out = await self._encode_off_loop(model, req, result)
+                return self._respond_off_loop(model, t0, req, rid, result, size)
             else:
                 out_headers, out = [], b""
-            reply: Reply = (200, out_headers, out)
-            if len(out) > self.config.max_response_bytes or size > self.config.max_response_bytes:
-                reply, kind = plain_error(413, (
-                    f"the response would be over {max(size, len(out))} bytes, over this server's "
-                    f"limit of {self.config.max_response_bytes} (--max-response-bytes); send fewer "
-                    "items per request or ask for fewer outputs")), "ResponseTooLarge"
         except Exception as exc:
-            reply, kind = error_reply(exc)
-            if reply[0] >= 500 and isinstance(exc, RequestError):  # others: error_reply logged them
-                log_error("POST", model.infer_path, model.name, reply[0], exc, rid)
-        finally:
-            metrics.in_flight -= 1
+            return self._failed(model, t0, exc, rid, rungs)
+        return self._sized(model, t0, rid, rungs, out_headers, out, size)
+
+    async def _respond_off_loop(self, model: Model, t0: float, req: Any, rid: str | None, result: Any,
+                                size: int) -> Reply:
+        try:
+            out_headers, out = await self._encode_off_loop(model, req, result)
+        except asyncio.CancelledError:
+            model.metrics.in_flight -= 1
+            raise
+        except Exception as exc:
+            return self._failed(model, t0, exc, rid, result.rungs)
+        return self._sized(model, t0, rid, result.rungs, out_headers, out, size)
+
+    def _sized(self, model: Model, t0: float, rid: str | None, rungs: Any,
+               out_headers: list[tuple[bytes, bytes]], out: bytes, size: int) -> Reply:
+        limit = self.config.max_response_bytes
+        if len(out) > limit or size > limit:
+            return self._observe(model, t0, plain_error(413, (
+                f"the response would be over {max(size, len(out))} bytes, over this server's "
+                f"limit of {limit} (--max-response-bytes); send fewer "
+                "items per request or ask for fewer outputs")), "ResponseTooLarge", rid, rungs)
+        return self._observe(model, t0, (200, out_headers, out), None, rid, rungs)
+
+    def _failed(self, model: Model, t0: float, exc: Exception, rid: str | None, rungs: Any) -> Reply:
+        reply, kind = error_reply(exc)
+        if reply[0] >= 500 and isinstance(exc, RequestError):  # others: error_reply logged them
+            log_error("POST", model.infer_path, model.name, reply[0], exc, rid)
+        return self._observe(model, t0, reply, kind, rid, rungs)
+
+    def _observe(self, model: Model, t0: float, reply: Reply, kind: str | None, rid: str | None,
+                 rungs: Any) -> Reply:
+        metrics = model.metrics
+        metrics.in_flight -= 1
         latency = time.perf_counter() - t0
         metrics.observe(reply[0], latency, kind)
         if self.access is not None:

@@ -31,14 +31,14 @@ import resource
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import httptools
 
-from ._app import App
+from ._app import App, InferCall
 from ._errors import Reply, error_reply, plain_error
 from ._stream import StreamReply, write_chunked
 
@@ -117,7 +117,8 @@ class Connection(asyncio.Protocol):
         self.phase = _IDLE
         self.last_active = 0.0
         self.since = 0.0  # when the current phase began (idle, headers, body, linger)
-        self.task: asyncio.Task[None] | None = None  # answering this connection's requests
+        # answering this connection's requests: a task, or the engine's future (see on_message_complete)
+        self.task: asyncio.Future[Any] | None = None
 
     # -- transport callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -281,9 +282,49 @@ class Connection(asyncio.Protocol):
                        self.request_headers, body, parser.should_keep_alive())
         if self.busy:
             self._enqueue(req)
-        else:
-            self.busy = True
+            return
+        self.busy = True
+        model = self.app.infer_model(req.method, req.path)
+        if model is None:
             self.task = self.loop.create_task(self._serve(req))
+            return
+        # the hot path: an infer request answered with no task where the app can (see
+        # App.infer_nowait): at once, or when the engine's future is done
+        out = self.app.infer_nowait(model, req.headers, req.body)
+        if isinstance(out, tuple):
+            self._answered(req, out)
+        elif isinstance(out, InferCall):
+            self.task = out.future
+            out.future.add_done_callback(lambda f: self._engine_done(req, out))
+        else:
+            self.task = self.loop.create_task(self._serve(req, out))
+
+    def _engine_done(self, req: _Request, call: InferCall) -> None:
+        if call.future.cancelled():  # the server's drain timed out
+            self.app.infer_cancelled(call)
+            return
+        reply = self.app.infer_done(call, call.future)
+        if isinstance(reply, tuple):
+            self._answered(req, reply)
+        else:  # a large answer, encoded on a helper thread
+            self.task = self.loop.create_task(self._serve(req, reply))
+
+    def _answered(self, req: _Request, reply: Reply) -> None:
+        """``_serve``'s write and what follows it, for a reply made without a task."""
+        if self.transport is None:
+            return
+        keep_alive = req.keep_alive and not self.server.draining and not (self.eof and not self.waiting)
+        self._write(reply, keep_alive=keep_alive, head=False)
+        if not keep_alive:
+            self._close(linger=False)
+        elif self.write_paused or self.waiting:
+            self.task = self.loop.create_task(self._serve_next())
+        else:
+            self.busy = False
+            self.last_active = self.since = self.loop.time()
+            if self.paused:
+                self.paused = False
+                self.transport.resume_reading()
 
     def _enqueue(self, req: _Request) -> None:
         if self.busy:
@@ -296,13 +337,21 @@ class Connection(asyncio.Protocol):
         self.task = self.loop.create_task(self._serve(req))
 
     # -- answering -----------------------------------------------------------------------
-    async def _serve(self, req: _Request) -> None:
+    async def _serve(self, req: _Request, first: Awaitable[Reply] | None = None) -> None:
+        """Answer ``req`` (``first``: its reply, being made), then the requests queued behind it."""
         reply: Reply | StreamReply | None
         while True:
             reply = req.reply
             if reply is None:
                 try:
-                    reply = await self.app.handle(req.method, req.path, req.headers, req.body)
+                    if first is not None:
+                        reply, first = await first, None
+                    else:
+                        model = self.app.infer_model(req.method, req.path)
+                        if model is not None:  # no routing
+                            reply = await self.app.infer(model, req.headers, req.body)
+                        else:
+                            reply = await self.app.handle(req.method, req.path, req.headers, req.body)
                 except Exception as exc:  # handle() answers errors itself; this is a bug guard
                     reply = error_reply(exc)[0]
                 keep_alive = (req.keep_alive and not self.server.draining
@@ -322,21 +371,34 @@ class Connection(asyncio.Protocol):
             if not keep_alive:
                 self._close(linger=req.reply is not None)
                 return
-            if self.write_paused:  # the client is not reading: wait before answering more
-                self.drained = self.loop.create_future()
-                await self.drained
-                self.drained = None
-                if self.transport is None:
-                    return
-            if self.waiting:
-                req = self.waiting.popleft()
-                continue
-            self.busy = False
-            self.last_active = self.since = self.loop.time()
-            if self.paused:
-                self.paused = False
-                self.transport.resume_reading()
-            return
+            nxt = await self._next_request()
+            if nxt is None:
+                return
+            req = nxt
+
+    async def _serve_next(self) -> None:
+        req = await self._next_request()
+        if req is not None:
+            await self._serve(req)
+
+    async def _next_request(self) -> _Request | None:
+        """After an answer: the next queued request to answer, or None (idle again, or gone)."""
+        if self.write_paused:  # the client is not reading: wait before answering more
+            self.drained = self.loop.create_future()
+            await self.drained
+            self.drained = None
+            if self.transport is None:
+                return None
+        if self.transport is None:  # gone while this task was starting
+            return None
+        if self.waiting:
+            return self.waiting.popleft()
+        self.busy = False
+        self.last_active = self.since = self.loop.time()
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        return None
 
     def _close(self, *, linger: bool) -> None:
         transport = self.transport
@@ -427,7 +489,7 @@ class HttpServer:
         self.max_connections = cfg.max_connections
         self.on_ready = on_ready
         self.connections: set[Connection] = set()
-        self.orphans: set[asyncio.Task[None]] = set()  # answering clients that have left
+        self.orphans: set[asyncio.Future[Any]] = set()  # answering clients that have left
         self.refused = 0
         self.draining = False
         self.started = False
