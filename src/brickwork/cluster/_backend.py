@@ -10,9 +10,13 @@ serving the same pipeline file shares them, and a changed pipeline gets actors o
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -55,6 +59,42 @@ def connect(address: str | None = None, *, object_store_memory: int | None = Non
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
         raise ConfigError(f"could not start or join {where}: {exc}") from exc
+    if address is None:
+        node = getattr(ray._private.worker, "_global_node", None)
+        session = node.get_session_dir_path() if node is not None else None
+        if session:  # a private instance: its session folder (logs, sockets) goes with it
+            atexit.register(_remove_session, session)
+
+
+def _remove_session(session: str) -> None:
+    """At exit (before Ray's own handler, atexit runs last-registered first): stop the private
+    instance, wait for its processes to go, remove its session folder and the ``session_latest``
+    link that points to it. Ray itself never removes a session folder."""
+    import ray
+
+    ray.shutdown()
+    needle = session.encode()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and _mentioning(needle):
+        time.sleep(0.1)
+    shutil.rmtree(session, ignore_errors=True)
+    latest = os.path.join(os.path.dirname(session), "session_latest")
+    if os.path.islink(latest) and os.path.realpath(latest) == os.path.realpath(session):
+        with contextlib.suppress(OSError):
+            os.unlink(latest)
+
+
+def _mentioning(needle: bytes) -> bool:
+    """Is a process still running whose command line names ``needle`` (Ray's raylet, GCS, …)?"""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(os.path.join(entry.path, "cmdline"), "rb") as f:
+                    if needle in f.read():
+                        return True
+            except OSError:
+                continue
+    return False
 
 
 def namespace_of(plan: p.Plan) -> str:
