@@ -77,8 +77,7 @@ class RayReplica(SupervisedFigures):
     Supervisor`: watchdog, heartbeat, replacement with backoff). ``on_change`` is called when it
     dies or comes back."""
 
-    capacity = 4  # one batch computing, the next ones waiting in the actor's mailbox
-    remote = True  # the stage sends it partial batches while it computes (see Stage._pump)
+    capacity = 4  # one batch computing, full ones waiting in the actor's mailbox
 
     def __init__(self, stage: StagePlan, index: int, *, namespace: str,
                  keep_remote: frozenset[str] = frozenset(), remote_min_bytes: int = 64 << 10,
