@@ -162,7 +162,7 @@ class RayReplica(SupervisedFigures):
                               f"{self.start_timeout_s:g} s (does the cluster have the resources it asks "
                               f"for: {_ray_options(self.stage)}?)") from None
         self._handle, self.owner = handle, created
-        # task events (Ray's per-task bookkeeping for its state API) cost a tenth of a small call
+        # task events (Ray's per-task bookkeeping for its state API): 0.04-0.2 ms of a 1.5 ms call here
         self._run = handle.run.options(enable_task_events=False)
         self._run_frame = handle.run_frame.options(enable_task_events=False)
         self.node, self.pid = info["node"], info["pid"]
