@@ -6,12 +6,20 @@
 1. matmul    y = x @ W (64x64 FP32), 32 concurrent one-row callers, batching on (max 32, 2 ms):
              the ray backend's throughput vs the local backend's (a thread worker), and the
              ingress's CPU per request on each (goal: ray >= 0.67x local).
+0. floor     what one Ray actor call costs here, whatever brickwork does around it: the round
+             trip and the caller's CPU of an empty call, of a 32x64 FP32 batch as numpy arrays
+             and as one bytes frame (the ray backend's hot path, cluster/_frames.py). With 32
+             closed-loop callers every batch is full (32) and one call carries it, so a cycle is
+             the ingress's own work for 32 requests plus one round trip: from the local cycle
+             (32 / its req/s) and the frame's round trip this prints the ratio that one call per
+             batch allows at best.
 2. handoff   a 64 MiB FP32 tensor made by one stage and read by the next (one request at a time):
              ray (the tensor stays in the object store; the ingress moves 4 bytes in and 8 out)
              vs local process workers (shared-memory arenas, through the ingress) (goal: ray
              within 1.2x of the local shared-memory path).
-Rounds are interleaved (local, ray, local, ray) and the best of each is kept, so a noisy moment
-of the shared machine hits both.
+Rounds are interleaved (local, ray, local, ray); the ratio of each round's pair is reported as
+a median and range over the rounds, so a noisy moment of the shared machine hits both sides.
+A/B of two checkouts: run it with PYTHONPATH=<checkout>/src, alternating checkouts.
 """
 
 from __future__ import annotations
@@ -97,15 +105,63 @@ def _run(folder: Path, yaml_text: str, backend: str, n: int, concurrency: int, m
 def bench_matmul(folder: Path, rounds: int, n: int) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     row = rng.standard_normal((1, 64)).astype(np.float32)
-    best: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {"local": [], "ray": []}
     for _ in range(rounds):
         for backend in ("local", "ray"):
             r = _run(folder, MATMUL, backend, n, 32, lambda: {"x": row})
             print(f"  matmul {backend:5s} {r['req_s']:8,.0f} req/s  p50 {r['p50_ms']:.2f} ms  "
                   f"p99 {r['p99_ms']:.2f} ms  ingress CPU {r['ingress_cpu_ms']:.3f} ms/req", flush=True)
-            if backend not in best or r["req_s"] > best[backend]["req_s"]:
-                best[backend] = r
-    return {**best, "ratio": best["ray"]["req_s"] / best["local"]["req_s"]}
+            runs[backend].append(r)
+    ratios = [r["req_s"] / loc["req_s"] for loc, r in zip(runs["local"], runs["ray"], strict=True)]
+    out: dict[str, Any] = {"runs": runs, "ratios": ratios, "ratio": statistics.median(ratios)}
+    for backend, rs in runs.items():
+        for key in ("req_s", "ingress_cpu_ms", "p50_ms"):
+            vals = [r[key] for r in rs]
+            out[f"{backend}_{key}"] = [min(vals), statistics.median(vals), max(vals)]
+    return out
+
+
+def bench_floor(calls: int = 400) -> dict[str, float]:
+    """Round trip and caller CPU of one actor call: empty, a 32x64 FP32 batch as arrays, as a frame."""
+    import ray
+
+    from brickwork.cluster._frames import pack, unpack
+
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def empty(self) -> int:
+            return 1
+
+        def arrays(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+            return {"y": parts[0]["x"] @ W}
+
+        def frame(self, frame: bytes) -> bytes:
+            x, _ = unpack(frame)
+            return pack({"y": x["x"] @ W}, {"c": 0.0})
+
+    W = np.ones((64, 64), np.float32)
+    x = np.ones((32, 64), np.float32)
+    probe = Probe.remote()
+    calls_of = {
+        "empty": lambda: probe.empty.options(enable_task_events=False).remote(),
+        "arrays": lambda: probe.arrays.options(enable_task_events=False).remote([{"x": x}]),
+        "frame": lambda: probe.frame.options(enable_task_events=False).remote(pack({"x": x}, {})),
+    }
+    out: dict[str, list[float]] = {f"{k}_{m}": [] for k in calls_of for m in ("rtt_ms", "cpu_ms")}
+    try:
+        for call in calls_of.values():
+            for _ in range(50):
+                ray.get(call())
+        for _ in range(3):  # interleaved
+            for name, call in calls_of.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                for _ in range(calls):
+                    ray.get(call())
+                out[f"{name}_rtt_ms"].append(1e3 * (time.perf_counter() - t0) / calls)
+                out[f"{name}_cpu_ms"].append(1e3 * (time.process_time() - c0) / calls)
+    finally:
+        ray.kill(probe)
+    return {k: statistics.median(v) for k, v in out.items()}
 
 
 def bench_handoff(folder: Path, rounds: int, n: int) -> dict[str, Any]:
@@ -123,8 +179,9 @@ def bench_handoff(folder: Path, rounds: int, n: int) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", nargs="*", default=["matmul", "handoff"])
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("which", nargs="*", default=["floor", "matmul", "handoff"])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=5000, help="per matmul run")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     temp = tempfile.mkdtemp(prefix="bwr-", dir="/tmp")
@@ -138,10 +195,27 @@ def main() -> int:
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "load_average": os.getloadavg()[0]}
     try:
+        if "floor" in args.which:
+            print("floor, one Ray actor call (median of 3 x 400 synchronous calls):", flush=True)
+            out["floor"] = f = bench_floor()
+            for name in ("empty", "arrays", "frame"):
+                print(f"  {name:6s} round trip {f[name + '_rtt_ms']:.3f} ms  caller CPU {f[name + '_cpu_ms']:.3f} ms",
+                      flush=True)
         if "matmul" in args.which:
-            print("matmul, 32 callers, 3000 requests per run:", flush=True)
-            out["matmul"] = bench_matmul(folder, args.rounds, 3000)
-            print(f"  => ray / local throughput {out['matmul']['ratio']:.2f} (goal >= 0.67)", flush=True)
+            print(f"matmul, 32 callers, {args.requests} requests per run:", flush=True)
+            out["matmul"] = m = bench_matmul(folder, args.rounds, args.requests)
+            print(f"  => ray / local throughput: median {m['ratio']:.2f}, range {min(m['ratios']):.2f}-"
+                  f"{max(m['ratios']):.2f} (goal >= 0.67)", flush=True)
+            print(f"  ingress CPU per request: local {m['local_ingress_cpu_ms'][1]:.3f} ms "
+                  f"({m['local_ingress_cpu_ms'][0]:.3f}-{m['local_ingress_cpu_ms'][2]:.3f}), ray "
+                  f"{m['ray_ingress_cpu_ms'][1]:.3f} ms ({m['ray_ingress_cpu_ms'][0]:.3f}-"
+                  f"{m['ray_ingress_cpu_ms'][2]:.3f})", flush=True)
+            if "floor" in out:
+                cycle_ms = 1e3 * 32 / m["local_req_s"][1]  # local: the ingress's own work for 32
+                rtt = out["floor"]["frame_rtt_ms"]
+                print(f"  one call per full batch allows at best {cycle_ms / (cycle_ms + rtt):.2f}x "
+                      f"(local cycle {cycle_ms:.2f} ms + a frame round trip {rtt:.2f} ms per 32 requests)",
+                      flush=True)
         if "handoff" in args.which:
             print("handoff, a 64 MiB intermediate, 15 requests per run:", flush=True)
             out["handoff"] = bench_handoff(folder, args.rounds, 15)

@@ -201,7 +201,10 @@ def launch(peer: Peer, model: str, port: int, cache: Path, rundir: Path, batch: 
         if n == "brickwork-ray":  # a private Ray instance on 127.0.0.1, its files in the bench folder
             ray_tmp = HERE / ".ray-tmp"
             ray_tmp.mkdir(exist_ok=True)
-            env.update(RAY_TMPDIR=str(ray_tmp), RAY_AUTH_TOKEN_PATH=str(rundir / "ray_auth_token"),
+            token = rundir / "ray_auth_token"  # as for rayserve: Ray 2.60's token auth, out of ~/.ray
+            token.write_text(secrets.token_hex(32))
+            token.chmod(0o600)
+            env.update(RAY_TMPDIR=str(ray_tmp), RAY_AUTH_TOKEN_PATH=str(token),
                        RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
             backend = ["--backend", "ray"]
         return Launch([str(BRICKWORK), "-m", "brickwork.cli", "serve", str(yaml_path),

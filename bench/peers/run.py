@@ -125,6 +125,7 @@ def run_one(peer, model, idx, a, cache, rundir, expected, pool_x, log):
     res = {"server": peer.name, "model": model, "run": idx, "port": ports[0],
            "log": str(logf.relative_to(HERE))}
     proc = None
+    ray_before = _ray_sessions()
     try:
         with open(logf, "wb") as lf:
             t0 = time.perf_counter()
@@ -209,7 +210,32 @@ def run_one(peer, model, idx, a, cache, rundir, expected, pool_x, log):
                 pass
         for d in ("pytriton-ws", "tmp"):  # PyTriton copies Triton (~22 MB) into its workspace
             shutil.rmtree(rundir / d, ignore_errors=True)
+        _remove_ray_sessions(ray_before)
     return res
+
+
+RAY_TMP = HERE / ".ray-tmp"  # RAY_TMPDIR of rayserve and brickwork-ray (peers.py)
+
+
+def _ray_sessions() -> set[Path]:
+    """Ray session folders (and links to them) under .ray-tmp, where Ray never removes one."""
+    return {p for d in (RAY_TMP, RAY_TMP / "ray") if d.is_dir() for p in d.iterdir()
+            if p.name.startswith("session_")}
+
+
+def _remove_ray_sessions(before: set[Path]) -> None:
+    """Remove what a run's Ray instance left (its server was stopped, with every process of it);
+    a server stopped by its process group cannot always clean up itself (Ray's driver exits at
+    once when its raylet dies)."""
+    for p in _ray_sessions() - before:
+        if p.is_symlink():
+            p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+    for d in (RAY_TMP, RAY_TMP / "ray"):
+        latest = d / "session_latest"
+        if latest.is_symlink() and not latest.exists():
+            latest.unlink(missing_ok=True)
 
 
 LUA = HERE / "post.lua"

@@ -1,7 +1,7 @@
 """The ray backend on a real Ray instance (one per test session, loopback only): the same
 answers as the local backend, intermediate tensors that stay in the cluster, shared actors,
 and the fault guarantees of process workers (a killed or hung actor is replaced; its batch is
-retried once elsewhere)."""
+retried once elsewhere; a request that kills actors twice is a poison request)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from brickwork.cluster import RayBackend
-from brickwork.errors import DeadlineExceeded
+from brickwork.errors import DeadlineExceeded, WorkerCrashed
 from brickwork.graph import load_graph
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,3 +117,20 @@ def test_a_hung_actor_times_out_and_is_replaced(tmp_path):
         _wait(lambda: pipeline.stats()["stages"]["slow"]["replica_info"][0]["hangs"] == 1
               and pipeline.stats()["stages"]["slow"]["replica_info"][0]["restarts"] == 1)
         assert pipeline.infer({"x": np.array([2.0], np.float32)})["y"].tolist() == [2.0]
+
+
+def test_a_request_that_kills_its_actor_twice_is_a_poison_request(tmp_path):
+    shutil.copy(ROOT / "tests" / "fixtures" / "ray_steps.py", tmp_path / "ray_steps.py")
+    f = tmp_path / "poison.yaml"
+    f.write_text("name: poison\nbricks:\n  die: {python: 'ray_steps:die_on_13', batch: true, outputs: y}\n"
+                 "graph: die\n")
+    with load_graph(f).compile(backend="ray") as pipeline:
+        assert pipeline.infer({"x": np.array([[1.0]], np.float32)})["y"].tolist() == [[2.0]]
+        with pytest.raises(WorkerCrashed) as info:
+            pipeline.infer({"x": np.array([[13.0]], np.float32)}, timeout_s=120)
+        assert info.value.poison and "poison request" in info.value.message
+        stats = pipeline.stats()["stages"]["die"]
+        assert stats["crashes"] == 2 and stats["retries"] == 1  # killed it, retried once, killed it again
+        # the actor is replaced and serves the next requests
+        assert pipeline.infer({"x": np.array([[3.0]], np.float32)}, timeout_s=120)["y"].tolist() == [[6.0]]
+        _wait(lambda: pipeline.stats()["stages"]["die"]["replica_info"][0]["deaths"] == 2)

@@ -10,9 +10,13 @@ serving the same pipeline file shares them, and a changed pipeline gets actors o
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -32,9 +36,16 @@ def connect(address: str | None = None, *, object_store_memory: int | None = Non
     """Join the Ray cluster at ``address``, or start a private one on this machine (None).
     Does nothing when this process is connected already."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's C++ crash handler would take SIGTERM in this process (the ingress) and abort it 3 s
+    # later, cutting the server's drain short and skipping every exit handler
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if address is None:
         # before Ray is imported: keeps every listener of a local instance on 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address is None and not _SESSIONS_HANDLER:
+        # registered before Ray is imported where possible, so that it runs after Ray's own exit
+        # handler (atexit runs the last registered first), once Ray has stopped the instance
+        _SESSIONS_HANDLER.append(atexit.register(_remove_sessions))
     try:
         import ray
     except ImportError:
@@ -55,6 +66,50 @@ def connect(address: str | None = None, *, object_store_memory: int | None = Non
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
         raise ConfigError(f"could not start or join {where}: {exc}") from exc
+    if address is None:
+        node = getattr(ray._private.worker, "_global_node", None)
+        session = node.get_session_dir_path() if node is not None else None
+        if session:  # a private instance: its session folder (logs, sockets) goes with it
+            _SESSIONS.append(session)
+
+
+_SESSIONS: list[str] = []  # session folders of the private instances this process started
+_SESSIONS_HANDLER: list[Any] = []
+
+
+def _remove_sessions() -> None:
+    """At exit, after Ray's own handler stopped the private instance: wait for its processes to
+    go, remove its session folder and the ``session_latest`` link that points to it (Ray never
+    removes a session folder; ``brickwork serve --backend ray`` would leave one per start)."""
+    if not _SESSIONS:
+        return
+    import ray
+
+    if ray.is_initialized():  # Ray was imported before connect(): its handler has not run yet
+        ray.shutdown()
+    for session in _SESSIONS:
+        needle = session.encode()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and _mentioning(needle):
+            time.sleep(0.1)
+        shutil.rmtree(session, ignore_errors=True)
+        latest = os.path.join(os.path.dirname(session), "session_latest")
+        if os.path.islink(latest) and os.path.realpath(latest) == os.path.realpath(session):
+            with contextlib.suppress(OSError):
+                os.unlink(latest)
+
+
+def _mentioning(needle: bytes) -> bool:
+    """Is a process still running whose command line names ``needle`` (Ray's raylet, GCS, …)?"""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(os.path.join(entry.path, "cmdline"), "rb") as f:
+                    if needle in f.read():
+                        return True
+            except OSError:
+                continue
+    return False
 
 
 def namespace_of(plan: p.Plan) -> str:

@@ -236,9 +236,11 @@ class Stage:
                             f"stage {self.name!r} has no live replica (its workers keep dying)"))
                     return
                 now = time.monotonic()
-                # only a full batch may queue behind a running one, unless the replica is far
-                # away (a Ray actor: a round trip costs more than a partial batch saves)
-                busy = replica.inflight > 0 and not getattr(replica, "remote", False)
+                # only a full batch may queue behind a running one: the others wait for it and
+                # grow meanwhile. Ray actors too: sending them each partial batch made batches
+                # of 1-2 over HTTP (each an actor call, ~0.5 ms of ingress CPU), 440 req/s on
+                # the 2-stage pipeline against 690-1,880 with this rule (batches of 3-9)
+                busy = replica.inflight > 0
                 coming = None if self._coming is None else self._coming()
                 batch = self.queue.take(now, full_only=busy, coming=coming)
                 if batch.expired:
