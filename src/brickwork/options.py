@@ -200,6 +200,9 @@ class RayPlacement:
     spread: True = place the stage's actors on as many nodes as possible (Ray's SPREAD
         strategy), so losing one node loses as few replicas as possible; default False (Ray's
         default: pack, then spread).
+    data_plane: True (the default) = batches of plain tensors go to the actor over its own
+        socket (one authenticated TCP connection per ingress and actor, on the node's address,
+        an ephemeral port), without a Ray call; False = every batch is a Ray actor call.
     Ignored by the local backends.
     """
 
@@ -208,6 +211,7 @@ class RayPlacement:
     memory: int | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     spread: bool = False
+    data_plane: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_cpus", "num_gpus"):
@@ -222,11 +226,13 @@ class RayPlacement:
             raise ConfigError(f"ray.resources must map resource names to amounts >= 0, got {self.resources!r}")
         if not isinstance(self.spread, bool):
             raise ConfigError(f"ray.spread must be true or false, got {self.spread!r}")
+        if not isinstance(self.data_plane, bool):
+            raise ConfigError(f"ray.data_plane must be true or false, got {self.data_plane!r}")
         object.__setattr__(self, "resources", dict(self.resources))
 
     def __hash__(self) -> int:
         return hash((self.num_cpus, self.num_gpus, self.memory, tuple(sorted(self.resources.items())),
-                     self.spread))
+                     self.spread, self.data_plane))
 
 
 @dataclass(frozen=True, slots=True)

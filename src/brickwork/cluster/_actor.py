@@ -8,12 +8,15 @@ the object store that holds it). The actor concatenates them, calls the brick an
 store and answered as references, the rest come back as arrays. A model error is answered as
 a value (errors pickle), so only a dead actor or node shows up as a Ray failure. A batch of
 plain tensors comes and goes as one frame (``run_frame``, see ``_frames.py``): Ray passes bytes
-through without its msgpack and pickle passes, which is most of a small call's cost.
+through without its msgpack and pickle passes, which is most of a small call's cost. The same
+frames also come over the actor's own socket (``_dataplane.py``), without a Ray call at all;
+one batch computes at a time whichever way it came.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ import numpy as np
 from ..bricks import BrickSpec, brick_from_spec, register_kind
 from ..errors import ModelError, RequestError, WorkerCrashed
 from ..spec import Tensors
+from ._dataplane import FRAME, HELD, FrameServer
 from ._frames import FrameError, frameable, pack, unpack
 from ._tensors import RemoteTensor
 
@@ -72,6 +76,39 @@ class BrickActor:
         brick.load()
         brick.warmup()
         self.brick = brick
+        self._lock = threading.Lock()  # one batch at a time: Ray calls and data plane connections
+        self._server: FrameServer | None = None
+        self._held: dict[int, tuple[int, BatchAnswer]] = {}  # key -> (connection, answer)
+        self._held_seq = 0
+
+    def endpoint(self) -> tuple[str, int, bytes]:
+        """The data plane's address and token, starting it on first use: it listens on this
+        node's address as Ray knows it, on an ephemeral port."""
+        import ray
+
+        with self._lock:
+            if self._server is None:
+                self._server = FrameServer(ray.util.get_node_ip_address(), self._serve_frame, self._drop)
+            return self._server.host, self._server.port, self._server.token
+
+    def take(self, key: int) -> BatchAnswer:
+        """A data plane answer that was not a plain-tensor frame (see ``_serve_frame``)."""
+        with self._lock:
+            return self._held.pop(key)[1]
+
+    def _serve_frame(self, frame: bytearray, conn: int) -> tuple[int, bytes]:
+        answer = self.run_frame(frame)
+        if isinstance(answer, bytes):
+            return FRAME, answer
+        with self._lock:
+            self._held_seq += 1
+            self._held[self._held_seq] = (conn, answer)
+            return HELD, self._held_seq.to_bytes(8, "little")
+
+    def _drop(self, conn: int) -> None:
+        with self._lock:
+            for key in [k for k, (c, _) in self._held.items() if c == conn]:
+                del self._held[key]
 
     def ready(self) -> dict[str, Any]:
         import ray
@@ -94,7 +131,7 @@ class BrickActor:
                 f"stage {self.stage!r} could not fetch its input from the cluster: {type(exc).__name__}: {exc}"))
         return self._compute(inputs, keep_remote, remote_min_bytes, t_fetch)
 
-    def run_frame(self, frame: bytes) -> bytes | BatchAnswer:
+    def run_frame(self, frame: bytes | bytearray) -> bytes | BatchAnswer:
         """The hot path: a batch of plain tensors as one frame (``_frames.py``), answered as a
         frame when its outputs are plain tensors too, else as a :class:`BatchAnswer`."""
         try:
@@ -111,9 +148,10 @@ class BrickActor:
         import ray
 
         try:
-            t0 = time.perf_counter()
-            out = self.brick(inputs)
-            compute_s = time.perf_counter() - t0
+            with self._lock:
+                t0 = time.perf_counter()
+                out = self.brick(inputs)
+                compute_s = time.perf_counter() - t0
         except RequestError as exc:
             return BatchAnswer({}, 0.0, t_fetch, exc)
         except Exception as exc:
@@ -129,4 +167,6 @@ class BrickActor:
         return BatchAnswer(answer, compute_s, t_fetch)
 
     def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
         self.brick.close()

@@ -63,7 +63,7 @@ def pack(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
     return b"".join(chunks)
 
 
-def unpack(frame: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def unpack(frame: bytes | bytearray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The tensors (read-only views of ``frame``) and the meta of a frame made by :func:`pack`."""
     try:
         magic, header_len = _HEAD.unpack_from(frame)

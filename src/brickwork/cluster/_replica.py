@@ -18,12 +18,18 @@ Faults, with the process workers' guarantees:
   Ray places the new one on any node with the resources it asks for, so losing a node moves
   its replicas to the survivors. Another ingress that finds the actor gone does the same, and
   ``get_if_exists`` makes both end up with one actor.
+
+Batches of plain tensors (fixed-size dtypes, up to ``FRAME_MAX_BYTES``, no output kept in the
+cluster) go over the actor's data plane (``_dataplane.py``: its own socket, no Ray call) unless
+the stage says ``ray: {data_plane: false}``; the rest go as Ray calls. A data plane connection
+that closes is the actor's death, as above.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +42,7 @@ from ..faults import SupervisedFigures, Supervisor
 from ..plan import StagePlan
 from ..spec import Tensors
 from ._actor import BatchAnswer, BrickActor
+from ._dataplane import FRAME, HELD, MAGIC, ClientProtocol
 from ._frames import FrameError, frameable, pack, unpack
 from ._tensors import RemoteTensor
 
@@ -115,6 +122,9 @@ class RayReplica(SupervisedFigures):
         self._seq = 0
         # batches the actor holds, oldest first: seq -> (future, bytes the ingress sent)
         self._pending: dict[int, tuple[asyncio.Future[RunResult], int]] = {}
+        self.data_plane = stage.options.ray is None or stage.options.ray.data_plane
+        self._conn: ClientProtocol | None = None  # the actor's data plane, when connected
+        self._conn_order: deque[int] = deque()  # batches sent on it, in order (it answers in order)
 
     @property
     def alive(self) -> bool:
@@ -123,6 +133,7 @@ class RayReplica(SupervisedFigures):
     def info(self) -> dict[str, Any]:
         return {"index": self.index, "kind": "ray", "actor": self.actor_name, "namespace": self.namespace,
                 "node": self.node, "pid": self.pid, "owner": self.owner, "alive": self.alive,
+                "data_plane": self._conn is not None,
                 **self.supervisor.info(), "batches": self.batches}
 
     # -- lifecycle (Supervised) ----------------------------------------------------------
@@ -166,7 +177,30 @@ class RayReplica(SupervisedFigures):
         self._run = handle.run.options(enable_task_events=False)
         self._run_frame = handle.run_frame.options(enable_task_events=False)
         self.node, self.pid = info["node"], info["pid"]
+        if self.data_plane:
+            await self._connect(handle, loop)
         self._ready = True
+
+    async def _connect(self, handle: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """Open the actor's data plane; without it (unreachable, say), batches go as Ray calls."""
+        conn: ClientProtocol | None = None
+        try:
+            host, port, token = await asyncio.wait_for(_await(handle.endpoint.remote(), loop), self.start_timeout_s)
+            _, made = await asyncio.wait_for(loop.create_connection(
+                lambda: ClientProtocol(lambda tag, body: self._on_data(handle, tag, body),
+                                       lambda c: self._lost(handle, c)),
+                host, port), 30.0)
+            conn = made
+            made.transport.write(MAGIC + token)
+            await asyncio.wait_for(asyncio.shield(made.acked), 30.0)
+        except Exception as exc:
+            if conn is not None:
+                conn.close()
+            log.warning("%s: no data plane (%s: %s); its batches go as Ray calls", self.label,
+                        type(exc).__name__, exc)
+            return
+        self._conn = conn
+        self._conn_order.clear()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -174,6 +208,7 @@ class RayReplica(SupervisedFigures):
         self.supervisor.stop()
         self._fail_pending(WorkerCrashed(f"{self.label} stopped"))
         handle, self._handle = self._handle, None
+        self._close_conn()
         if handle is not None and self.owner:
             _kill(handle)
 
@@ -228,6 +263,11 @@ class RayReplica(SupervisedFigures):
         if len(self._pending) == 1:
             self.supervisor.watch()
         handle = self._handle
+        if whole is not None and self._conn is not None and not self.keep_remote and frameable(whole):
+            # the hot path: the frame over the actor's own socket, no Ray call
+            self._conn_order.append(seq)
+            self._conn.send(pack(whole, {}))
+            return fut
         if whole is not None and frameable(whole):
             # the hot path: one bytes object each way, which Ray passes without pickling
             meta: dict[str, Any] = {"keep": sorted(self.keep_remote), "min": self.remote_min_bytes} \
@@ -240,13 +280,35 @@ class RayReplica(SupervisedFigures):
             lambda f: loop.call_soon_threadsafe(self._answered, seq, handle, f))
         return fut
 
+    def _lost(self, handle: Any, conn: ClientProtocol) -> None:
+        if conn is self._conn:
+            self._died(handle, "closed its data plane connection")
+
+    def _on_data(self, handle: Any, tag: int, body: bytes) -> None:
+        """An answer on the data plane: the oldest batch sent on it."""
+        if handle is not self._handle or not self._conn_order:
+            return
+        seq = self._conn_order.popleft()
+        if tag == FRAME:
+            self._settle(seq, handle, None, body)
+        elif tag == HELD:  # an error, or outputs that are no frame: Ray brings the answer
+            loop = self._loop
+            assert loop is not None
+            ref = handle.take.options(enable_task_events=False).remote(int.from_bytes(body, "little"))
+            ref.future().add_done_callback(lambda f: loop.call_soon_threadsafe(self._answered, seq, handle, f))
+        else:
+            self._died(handle, f"answered an unknown data plane message (tag {tag})")
+
     def _answered(self, seq: int, handle: Any, done: Any) -> None:
+        exc = done.exception()
+        self._settle(seq, handle, exc, None if exc is not None else done.result())
+
+    def _settle(self, seq: int, handle: Any, exc: BaseException | None, answer: Any) -> None:
         import ray
 
         pending = self._pending.get(seq)
         if pending is None or handle is not self._handle:
             return  # given up already (the actor died and the batch was failed)
-        exc = done.exception()
         if isinstance(exc, ray.exceptions.RayActorError):
             self._died(handle, f"died ({type(exc).__name__})")  # fails this batch and those behind
             return
@@ -262,7 +324,6 @@ class RayReplica(SupervisedFigures):
         if exc is not None:  # a Ray failure that is not the actor's death
             fut.set_exception(WorkerCrashed(f"{self.label}: {type(exc).__name__}: {exc}"))
             return
-        answer = done.result()
         if isinstance(answer, bytes):  # a frame: plain tensors, viewed in place
             try:
                 frame_out, meta = unpack(answer)
@@ -294,6 +355,7 @@ class RayReplica(SupervisedFigures):
             return
         self._handle = None
         self._ready = False
+        self._close_conn()
         # hung: stop it; dead or unreachable (a lost node): the cluster forgets it now instead
         # of after its health checks, which frees its name for the replacement at once
         _kill(handle)
@@ -304,6 +366,12 @@ class RayReplica(SupervisedFigures):
         if not self._stopping:
             self.supervisor.down()
         self.on_change()
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        self._conn_order.clear()
+        if conn is not None:
+            conn.close()
 
     def _fail_pending(self, exc: WorkerCrashed) -> None:
         """The batch computing fails with ``exc``; those queued behind it never started."""
