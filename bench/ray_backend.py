@@ -5,14 +5,17 @@
 
 1. matmul    y = x @ W (64x64 FP32), 32 concurrent one-row callers, batching on (max 32, 2 ms):
              the ray backend's throughput vs the local backend's (a thread worker), and the
-             ingress's CPU per request on each (goal: ray >= 0.67x local).
-0. floor     what one Ray actor call costs here, whatever brickwork does around it: the round
-             trip and the caller's CPU of an empty call, of a 32x64 FP32 batch as numpy arrays
-             and as one bytes frame (the ray backend's hot path, cluster/_frames.py). With 32
-             closed-loop callers every batch is full (32) and one call carries it, so a cycle is
-             the ingress's own work for 32 requests plus one round trip: from the local cycle
-             (32 / its req/s) and the frame's round trip this prints the ratio that one call per
-             batch allows at best.
+             ingress's CPU per request on each (goal: ray >= 0.67x local). "ray" sends its
+             batches over the actors' data plane (cluster/_dataplane.py); "ray-calls" is the same
+             with `ray: {data_plane: false}`, one Ray actor call per batch (skipped on a checkout
+             without that key).
+0. floor     what one batch's round trip costs here, whatever brickwork does around it: the round
+             trip and the caller's CPU of an empty Ray actor call, of a 32x64 FP32 batch as numpy
+             arrays and as one bytes frame in a Ray call, and of that frame over the actor's own
+             socket (the data plane: cluster/_dataplane.py, a blocking client). With 32
+             closed-loop callers every batch is full (32), so a cycle is the ingress's own work
+             for 32 requests plus one round trip: from the local cycle (32 / its req/s) and a
+             round trip this prints the ratio that one round trip per batch allows at best.
 2. handoff   a 64 MiB FP32 tensor made by one stage and read by the next (one request at a time):
              ray (the tensor stays in the object store; the ingress moves 4 bytes in and 8 out)
              vs local process workers (shared-memory arenas, through the ingress) (goal: ray
@@ -63,7 +66,21 @@ graph: make >> consume
 
 
 def _backend(name: str) -> Any:
-    return RayBackend() if name == "ray" else "local"
+    return "local" if name == "local" else RayBackend()
+
+
+def _has_data_plane_key() -> bool:
+    from dataclasses import fields
+
+    from brickwork.options import RayPlacement
+
+    return "data_plane" in {f.name for f in fields(RayPlacement)}
+
+
+def _yaml_for(yaml_text: str, backend: str) -> str:
+    if backend == "ray-calls":  # one Ray actor call per batch
+        return yaml_text.replace("worker: thread,", "worker: thread, ray: {data_plane: false},")
+    return yaml_text
 
 
 async def _closed_loop(pipeline: Any, n: int, concurrency: int, make_input: Any) -> dict[str, float]:
@@ -90,7 +107,7 @@ async def _closed_loop(pipeline: Any, n: int, concurrency: int, make_input: Any)
 def _run(folder: Path, yaml_text: str, backend: str, n: int, concurrency: int, make_input: Any,
          ) -> dict[str, float]:
     f = folder / f"{backend}.yaml"
-    f.write_text(yaml_text)
+    f.write_text(_yaml_for(yaml_text, backend))
     pipeline = load_graph(f).compile(backend=_backend(backend))
 
     async def go() -> dict[str, float]:
@@ -105,15 +122,19 @@ def _run(folder: Path, yaml_text: str, backend: str, n: int, concurrency: int, m
 def bench_matmul(folder: Path, rounds: int, n: int) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     row = rng.standard_normal((1, 64)).astype(np.float32)
-    runs: dict[str, list[dict[str, float]]] = {"local": [], "ray": []}
+    backends = ("local", "ray", "ray-calls") if _has_data_plane_key() else ("local", "ray")
+    runs: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
     for _ in range(rounds):
-        for backend in ("local", "ray"):
+        for backend in backends:
             r = _run(folder, MATMUL, backend, n, 32, lambda: {"x": row})
-            print(f"  matmul {backend:5s} {r['req_s']:8,.0f} req/s  p50 {r['p50_ms']:.2f} ms  "
+            print(f"  matmul {backend:9s} {r['req_s']:8,.0f} req/s  p50 {r['p50_ms']:.2f} ms  "
                   f"p99 {r['p99_ms']:.2f} ms  ingress CPU {r['ingress_cpu_ms']:.3f} ms/req", flush=True)
             runs[backend].append(r)
     ratios = [r["req_s"] / loc["req_s"] for loc, r in zip(runs["local"], runs["ray"], strict=True)]
     out: dict[str, Any] = {"runs": runs, "ratios": ratios, "ratio": statistics.median(ratios)}
+    if "ray-calls" in runs:
+        out["calls_ratios"] = [r["req_s"] / loc["req_s"] for loc, r in zip(runs["local"], runs["ray-calls"],
+                                                                           strict=True)]
     for backend, rs in runs.items():
         for key in ("req_s", "ingress_cpu_ms", "p50_ms"):
             vals = [r[key] for r in rs]
@@ -121,8 +142,39 @@ def bench_matmul(folder: Path, rounds: int, n: int) -> dict[str, Any]:
     return out
 
 
+def _socket_call(host: str, port: int, token: bytes) -> Any:
+    """A blocking client of an actor's data plane: ``call(frame) -> answer frame``."""
+    import socket
+
+    from brickwork.cluster._dataplane import ACK, BATCH, HEADER, MAGIC
+
+    sock = socket.create_connection((host, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def recv(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    sock.sendall(MAGIC + token)
+    assert HEADER.unpack(recv(HEADER.size))[1] == ACK
+
+    def call(frame: bytes) -> bytes:
+        sock.sendmsg([HEADER.pack(len(frame), BATCH), frame])
+        length, _ = HEADER.unpack(recv(HEADER.size))
+        return recv(length)
+
+    call.sock = sock  # type: ignore[attr-defined]
+    return call
+
+
 def bench_floor(calls: int = 400) -> dict[str, float]:
-    """Round trip and caller CPU of one actor call: empty, a 32x64 FP32 batch as arrays, as a frame."""
+    """Round trip and caller CPU of one batch: an empty Ray call, a 32x64 FP32 batch as arrays,
+    as a frame, and as a frame over the actor's own socket."""
     import ray
 
     from brickwork.cluster._frames import pack, unpack
@@ -132,10 +184,19 @@ def bench_floor(calls: int = 400) -> dict[str, float]:
         def empty(self) -> int:
             return 1
 
+        def endpoint(self) -> tuple[str, int, bytes]:
+            from brickwork.cluster._dataplane import FRAME, FrameServer
+
+            def handle(body: bytearray, conn: int) -> tuple[int, bytes]:
+                return FRAME, self.frame(body)
+
+            self.server = FrameServer(ray.util.get_node_ip_address(), handle, lambda conn: None)
+            return self.server.host, self.server.port, self.server.token
+
         def arrays(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
             return {"y": parts[0]["x"] @ W}
 
-        def frame(self, frame: bytes) -> bytes:
+        def frame(self, frame: bytes | bytearray) -> bytes:
             x, _ = unpack(frame)
             return pack({"y": x["x"] @ W}, {"c": 0.0})
 
@@ -147,19 +208,31 @@ def bench_floor(calls: int = 400) -> dict[str, float]:
         "arrays": lambda: probe.arrays.options(enable_task_events=False).remote([{"x": x}]),
         "frame": lambda: probe.frame.options(enable_task_events=False).remote(pack({"x": x}, {})),
     }
-    out: dict[str, list[float]] = {f"{k}_{m}": [] for k in calls_of for m in ("rtt_ms", "cpu_ms")}
     try:
-        for call in calls_of.values():
+        from brickwork.cluster import _dataplane  # noqa: F401
+
+        over_socket = _socket_call(*ray.get(probe.endpoint.remote()))
+        calls_of["socket"] = lambda: over_socket(pack({"x": x}, {}))
+    except ImportError:  # a checkout without the data plane
+        pass
+    out: dict[str, list[float]] = {f"{k}_{m}": [] for k in calls_of for m in ("rtt_ms", "cpu_ms")}
+    get = ray.get
+    try:
+        for name, call in calls_of.items():
+            wait = (lambda r: r) if name == "socket" else get
             for _ in range(50):
-                ray.get(call())
+                wait(call())
         for _ in range(3):  # interleaved
             for name, call in calls_of.items():
+                wait = (lambda r: r) if name == "socket" else get
                 c0, t0 = time.process_time(), time.perf_counter()
                 for _ in range(calls):
-                    ray.get(call())
+                    wait(call())
                 out[f"{name}_rtt_ms"].append(1e3 * (time.perf_counter() - t0) / calls)
                 out[f"{name}_cpu_ms"].append(1e3 * (time.process_time() - c0) / calls)
     finally:
+        if "socket" in calls_of:
+            over_socket.sock.close()
         ray.kill(probe)
     return {k: statistics.median(v) for k, v in out.items()}
 
@@ -198,7 +271,9 @@ def main() -> int:
         if "floor" in args.which:
             print("floor, one Ray actor call (median of 3 x 400 synchronous calls):", flush=True)
             out["floor"] = f = bench_floor()
-            for name in ("empty", "arrays", "frame"):
+            for name in ("empty", "arrays", "frame", "socket"):
+                if name + "_rtt_ms" not in f:
+                    continue
                 print(f"  {name:6s} round trip {f[name + '_rtt_ms']:.3f} ms  caller CPU {f[name + '_cpu_ms']:.3f} ms",
                       flush=True)
         if "matmul" in args.which:
@@ -206,16 +281,21 @@ def main() -> int:
             out["matmul"] = m = bench_matmul(folder, args.rounds, args.requests)
             print(f"  => ray / local throughput: median {m['ratio']:.2f}, range {min(m['ratios']):.2f}-"
                   f"{max(m['ratios']):.2f} (goal >= 0.67)", flush=True)
+            if "calls_ratios" in m:
+                print(f"     ray-calls / local: median {statistics.median(m['calls_ratios']):.2f}, range "
+                      f"{min(m['calls_ratios']):.2f}-{max(m['calls_ratios']):.2f}", flush=True)
             print(f"  ingress CPU per request: local {m['local_ingress_cpu_ms'][1]:.3f} ms "
                   f"({m['local_ingress_cpu_ms'][0]:.3f}-{m['local_ingress_cpu_ms'][2]:.3f}), ray "
                   f"{m['ray_ingress_cpu_ms'][1]:.3f} ms ({m['ray_ingress_cpu_ms'][0]:.3f}-"
                   f"{m['ray_ingress_cpu_ms'][2]:.3f})", flush=True)
             if "floor" in out:
                 cycle_ms = 1e3 * 32 / m["local_req_s"][1]  # local: the ingress's own work for 32
-                rtt = out["floor"]["frame_rtt_ms"]
-                print(f"  one call per full batch allows at best {cycle_ms / (cycle_ms + rtt):.2f}x "
-                      f"(local cycle {cycle_ms:.2f} ms + a frame round trip {rtt:.2f} ms per 32 requests)",
-                      flush=True)
+                for how in ("frame", "socket"):
+                    if how + "_rtt_ms" in out["floor"]:
+                        rtt = out["floor"][how + "_rtt_ms"]
+                        print(f"  one {how} round trip per full batch allows at best "
+                              f"{cycle_ms / (cycle_ms + rtt):.2f}x (local cycle {cycle_ms:.2f} ms + {rtt:.2f} ms "
+                              f"per 32 requests)", flush=True)
         if "handoff" in args.which:
             print("handoff, a 64 MiB intermediate, 15 requests per run:", flush=True)
             out["handoff"] = bench_handoff(folder, args.rounds, 15)
