@@ -79,6 +79,7 @@ class BrickActor:
         self._lock = threading.Lock()  # one batch at a time: Ray calls and data plane connections
         self._server: FrameServer | None = None
         self._held: dict[int, tuple[int, BatchAnswer]] = {}  # key -> (connection, answer)
+        self._held_lock = threading.Lock()
         self._held_seq = 0
 
     def endpoint(self) -> tuple[str, int, bytes]:
@@ -93,20 +94,20 @@ class BrickActor:
 
     def take(self, key: int) -> BatchAnswer:
         """A data plane answer that was not a plain-tensor frame (see ``_serve_frame``)."""
-        with self._lock:
+        with self._held_lock:
             return self._held.pop(key)[1]
 
     def _serve_frame(self, frame: bytearray, conn: int) -> tuple[int, bytes]:
         answer = self.run_frame(frame)
         if isinstance(answer, bytes):
             return FRAME, answer
-        with self._lock:
+        with self._held_lock:
             self._held_seq += 1
             self._held[self._held_seq] = (conn, answer)
             return HELD, self._held_seq.to_bytes(8, "little")
 
     def _drop(self, conn: int) -> None:
-        with self._lock:
+        with self._held_lock:
             for key in [k for k, (c, _) in self._held.items() if c == conn]:
                 del self._held[key]
 
