@@ -18,6 +18,7 @@ take the general path (pickled by Ray, see ``_actor.py``).
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -79,7 +80,9 @@ def unpack(frame: bytes | bytearray) -> tuple[dict[str, np.ndarray], dict[str, A
             if dtype.hasobject:
                 raise FrameError("object dtype in a frame")
             shape = tuple(int(d) for d in shape)
-            count = int(np.prod(shape, dtype=np.int64))
+            count = math.prod(shape)  # np.prod: 4 us of a 13 us unpack
+            if count < 0:
+                raise FrameError("negative dimension in a frame")
             nbytes = count * dtype.itemsize
             if offset + nbytes > len(frame):
                 raise FrameError("frame shorter than its header says")
