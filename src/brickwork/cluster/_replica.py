@@ -250,12 +250,14 @@ class RayReplica(SupervisedFigures):
             fut.set_exception(DeadlineExceeded(
                 f"stage {self.stage.name!r}: every request of the batch expired before compute"))
             return fut
-        sent = sum(int(v.nbytes) for p in parts for v in p.values() if isinstance(v, np.ndarray))
         whole: Tensors | None = None
         if all(isinstance(v, np.ndarray) for p in parts for v in p.values()):
             # one array per input: a batch travels as the brick will take it
             whole = parts[0] if len(parts) == 1 else {
                 name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+            sent = sum(int(v.nbytes) for v in whole.values())
+        else:
+            sent = sum(int(v.nbytes) for p in parts for v in p.values() if isinstance(v, np.ndarray))
         self.batches += 1
         self._seq += 1
         seq = self._seq
