@@ -124,3 +124,30 @@ def test_an_actor_killed_mid_batch_on_the_data_plane_is_retried_and_replaced(tmp
         info = stats["replica_info"][0]
         assert info["alive"] and info["pid"] != victim and info["deaths"] == 1 and info["data_plane"]
         assert pipeline.infer({"x": np.array([[3.0]], np.float32)})["y"].tolist() == [[6.0]]
+
+
+def test_a_data_plane_connection_broken_mid_batch_is_handled_as_the_actors_death(tmp_path):
+    # the actor itself stays up (Ray sees nothing): only the socket tells the ingress
+    with load_graph(_pipeline(tmp_path, "slow_on_5")).compile(backend="ray") as pipeline:
+        assert pipeline.infer({"x": np.array([[1.0]], np.float32)})["y"].tolist() == [[2.0]]
+        (replica,) = pipeline._executor.stages["m"].replicas
+        victim = replica.pid
+        box: dict[str, object] = {}
+        worker = threading.Thread(target=lambda: box.setdefault(
+            "y", pipeline.infer({"x": np.array([[5.0]], np.float32)}, timeout_s=120)["y"].tolist()))
+        worker.start()
+        marker = tmp_path / f"started-{victim}"
+        end = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < end, "the batch never started"
+            time.sleep(0.02)
+        conn = replica._conn
+        assert conn is not None
+        replica._loop.call_soon_threadsafe(conn.transport.abort)
+        worker.join(120)
+        assert box["y"] == [[10.0]]  # failed as a death, retried once on the replacement
+        stats = pipeline.stats()["stages"]["m"]
+        assert stats["crashes"] == 1 and stats["retries"] == 1
+        info = stats["replica_info"][0]
+        assert info["alive"] and info["pid"] != victim and info["deaths"] == 1 and info["data_plane"]
+        assert info["hangs"] == 0  # seen as a death at once, not by the watchdog
