@@ -59,6 +59,18 @@ class _Arenas:
     def __init__(self, limit: int = 4) -> None:
         self._maps: dict[str, WorkerArena] = {}
         self._limit = limit
+        self._last: tuple[str, str, WorkerArena | None, WorkerArena | None] | None = None
+
+    def pair(self, in_name: str, out_name: str) -> tuple[WorkerArena | None, WorkerArena | None]:
+        """A batch's request and response arenas. The same pair as the last batch's (a worker
+        with one slot, or the second of two) is returned without touching the maps."""
+        last = self._last
+        if last is not None and last[0] == in_name and last[1] == out_name:
+            return last[2], last[3]
+        keep = (in_name, out_name)
+        ain, aout = self.get(in_name, keep), self.get(out_name, keep)
+        self._last = (in_name, out_name, ain, aout)
+        return ain, aout
 
     def get(self, name: str, keep: tuple[str, str]) -> WorkerArena | None:
         """The arena ``name`` (None for "": no arena, the tensors came in the message)."""
@@ -72,6 +84,7 @@ class _Arenas:
         return arena
 
     def forget(self, names: tuple[str, ...]) -> None:
+        self._last = None
         for name in names:
             self._maps.pop(name, None)  # unmapped once the last view of it is gone
 
@@ -101,10 +114,22 @@ class _Trusted:
             self._seen.add(msg.inputs)
 
 
+_refs: dict[tuple[Any, ...], TensorRef] = {}
+
+
+def _ref(name: str, dtype: np.dtype[Any], shape: tuple[int, ...], offset: int, arena: str) -> TensorRef:
+    """The ``TensorRef`` of an output; a stage's answers repeat a few, so they are made once."""
+    key = (name, dtype, shape, offset, arena)
+    ref = _refs.get(key)
+    if ref is None:
+        if len(_refs) >= 256:
+            _refs.clear()
+        ref = _refs[key] = TensorRef(name, dtype.str, shape, offset, arena)
+    return ref
+
+
 def _run(brick: Any, msg: RunBatch, arenas: _Arenas, trusted: _Trusted) -> BatchDone | BatchFailed:
-    keep = (msg.in_arena, msg.out_arena)
-    ain = arenas.get(msg.in_arena, keep)
-    aout = arenas.get(msg.out_arena, keep)
+    ain, aout = arenas.pair(msg.in_arena, msg.out_arena)
     inputs: Tensors = ain.views(msg.inputs) if ain is not None else {}
     if msg.pickled:
         inputs.update(msg.pickled)
@@ -125,23 +150,25 @@ def _run(brick: Any, msg: RunBatch, arenas: _Arenas, trusted: _Trusted) -> Batch
     pickled: dict[str, np.ndarray] = {}
     at = copied = overflow = 0
     for name, value in out.items():
-        arr = np.asarray(value)
+        arr = value if type(value) is np.ndarray else np.asarray(value)
         if arr.dtype.hasobject:
             pickled[name] = arr
             continue
-        offset = ain.offset_of(arr) if ain is not None else None
+        # only a view can lie in the request arena (a model's fresh output has no base)
+        offset = ain.offset_of(arr) if ain is not None and arr.base is not None else None
         if offset is not None:  # a pass-through: answer with where it already is
-            refs.append(TensorRef(name, arr.dtype.str, arr.shape, offset, "in"))
+            refs.append(_ref(name, arr.dtype, arr.shape, offset, "in"))
             continue
-        end = at + arr.nbytes
+        nbytes = arr.nbytes
+        end = at + nbytes
         if aout is not None and end <= aout.size:
             aout.write(arr, at)
-            refs.append(TensorRef(name, arr.dtype.str, arr.shape, at, "out"))
-            copied += arr.nbytes
+            refs.append(_ref(name, arr.dtype, arr.shape, at, "out"))
+            copied += nbytes
             at = (end + ALIGN - 1) // ALIGN * ALIGN
         else:
             pickled[name] = arr
-            overflow += arr.nbytes + ALIGN
+            overflow += nbytes + ALIGN
     return BatchDone(msg.seq, tuple(refs), pickled, compute_s, copied, at + overflow)
 
 
