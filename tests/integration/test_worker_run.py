@@ -4,6 +4,7 @@ checks after, any other layout is checked, and cached input views hand out fresh
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -62,28 +63,95 @@ def _answer(done: BatchDone | BatchFailed, out: Arena) -> np.ndarray:
     return out.view(ref).copy()
 
 
+def _spy(brick: OnnxBrick, monkeypatch) -> dict[str, int]:
+    """Counts the brick's unchecked calls, and the runs of its bound calls."""
+    seen = {"unchecked": 0, "bound": 0}
+    plain, bind = brick.call_unchecked, brick.bind_arrays
+
+    def unchecked(inputs):
+        seen["unchecked"] += 1
+        return plain(inputs)
+
+    def bound(inputs, outputs):
+        call = bind(inputs, outputs)
+
+        def run() -> None:
+            seen["bound"] += 1
+            call()
+
+        return run
+
+    monkeypatch.setattr(brick, "call_unchecked", unchecked)
+    monkeypatch.setattr(brick, "bind_arrays", bound)
+    return seen
+
+
 def test_a_layout_the_brick_accepted_skips_its_checks_and_others_are_checked(affine, arenas, monkeypatch) -> None:
+    """First batch of a layout: checked; second: unchecked (and bound); then the bound call,
+    which must read each batch's new numbers and write its answer where the engine reads it."""
     ain, aout = arenas
-    unchecked = []
-    plain = affine.call_unchecked
-    monkeypatch.setattr(affine, "call_unchecked", lambda inputs: unchecked.append(1) or plain(inputs))
+    seen = _spy(affine, monkeypatch)
     maps, trusted = _Arenas(), _Trusted(affine)
     rng = np.random.default_rng(0)
-    for seq in range(1, 4):  # the first batch is checked, the next two of its layout are not
+    for seq in range(1, 6):
         x = rng.random((4, 3), dtype=np.float32)
         np.testing.assert_allclose(_answer(_run(affine, _batch(ain, aout, seq, x), maps, trusted), aout),
                                    _expect(x), rtol=1e-6)
-        assert len(unchecked) == seq - 1
-    for seq in (4, 5):  # FP64, same shape: a layout never accepted, so the brick checks it each time
+        assert seen == {"unchecked": min(seq - 1, 1), "bound": max(seq - 2, 0)}
+    for seq in (6, 7):  # FP64, same shape: a layout never accepted, so the brick checks it each time
         failed = _run(affine, _batch(ain, aout, seq, rng.random((4, 3))), maps, trusted)
         assert isinstance(failed, BatchFailed) and isinstance(failed.error, InvalidInput)
         assert "expected datatype FP32, got FP64" in str(failed.error)  # the brick's check, not ORT's
-        assert len(unchecked) == 2
-    x = rng.random((5, 3), dtype=np.float32)  # a new shape: checked once, then trusted
-    for seq in (6, 7):
+    assert seen == {"unchecked": 1, "bound": 3}
+    for seq in (8, 9, 10):  # a new shape: checked, unchecked, bound
+        x = rng.random((5, 3), dtype=np.float32)
         np.testing.assert_allclose(_answer(_run(affine, _batch(ain, aout, seq, x), maps, trusted), aout),
                                    _expect(x), rtol=1e-6)
-    assert len(unchecked) == 3
+    assert seen == {"unchecked": 2, "bound": 4}
+
+
+def test_a_bound_call_never_outlives_an_arena_the_engine_replaced(affine, arenas, monkeypatch) -> None:
+    """The request arena is replaced (the engine grew it: a new segment, the old one forgotten)
+    and the same layout comes again: the answer must come from the new arena's numbers, not
+    through a call still bound to the old mapping (whose numbers are the last batch's)."""
+    ain, aout = arenas
+    seen = _spy(affine, monkeypatch)
+    maps, trusted = _Arenas(), _Trusted(affine)
+    for seq in range(1, 4):
+        x = np.full((4, 3), seq, np.float32)
+        _answer(_run(affine, _batch(ain, aout, seq, x), maps, trusted), aout)
+    assert seen["bound"] == 1
+    grown = Arena(1 << 17, "in")
+    try:
+        ain.release()  # what the engine does to the arena it replaced, then it says Forget
+        maps.forget((ain.name,))
+        for seq in range(4, 8):
+            x = np.full((4, 3), seq, np.float32)
+            np.testing.assert_allclose(_answer(_run(affine, _batch(grown, aout, seq, x), maps, trusted), aout),
+                                       _expect(x), rtol=1e-6)
+        assert seen["bound"] == 4  # still trusted: unchecked once, then bound again to the new arena
+        gc.collect()
+        assert ain.name not in Path("/proc/self/maps").read_text()  # the old mapping is gone
+    finally:
+        grown.release()
+
+
+def test_an_output_shape_that_depends_on_the_values_unbinds_and_is_answered(tmp_path: Path, arenas) -> None:
+    """NonZero's output length depends on the numbers: a bound call whose preallocated output
+    no longer fits raises inside ONNX Runtime, and the batch is run the plain way."""
+    graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"])], "nz",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1, "k"])])
+    path = tmp_path / "nz.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    brick = OnnxBrick(path, intra_op_threads=1)
+    brick.load()
+    ain, aout = arenas
+    maps, trusted = _Arenas(), _Trusted(brick)
+    for seq, x in enumerate([[1, 0, 2, 0], [3, 0, 4, 0], [5, 0, 6, 0], [1, 2, 3, 0], [0, 0, 7, 0], [1, 0, 2, 0]]):
+        x = np.array(x, np.float32)
+        got = _answer(_run(brick, _batch(ain, aout, seq, x), maps, trusted), aout)
+        np.testing.assert_array_equal(got, np.nonzero(x)[0][None, :])
 
 
 def test_called_directly_the_brick_always_checks(affine) -> None:
