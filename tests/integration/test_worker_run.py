@@ -136,9 +136,11 @@ def test_a_bound_call_never_outlives_an_arena_the_engine_replaced(affine, arenas
         grown.release()
 
 
-def test_an_output_shape_that_depends_on_the_values_unbinds_and_is_answered(tmp_path: Path, arenas) -> None:
+def test_an_output_shape_that_depends_on_the_values_unbinds_and_is_answered(tmp_path: Path, arenas,
+                                                                              monkeypatch) -> None:
     """NonZero's output length depends on the numbers: a bound call whose preallocated output
-    no longer fits raises inside ONNX Runtime, and the batch is run the plain way."""
+    no longer fits raises inside ONNX Runtime, the batch is run the plain way, and that layout
+    is not bound again (or every other batch would run twice)."""
     graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"])], "nz",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
                               [helper.make_tensor_value_info("y", TensorProto.INT64, [1, "k"])])
@@ -147,11 +149,14 @@ def test_an_output_shape_that_depends_on_the_values_unbinds_and_is_answered(tmp_
     brick = OnnxBrick(path, intra_op_threads=1)
     brick.load()
     ain, aout = arenas
+    seen = _spy(brick, monkeypatch)
     maps, trusted = _Arenas(), _Trusted(brick)
-    for seq, x in enumerate([[1, 0, 2, 0], [3, 0, 4, 0], [5, 0, 6, 0], [1, 2, 3, 0], [0, 0, 7, 0], [1, 0, 2, 0]]):
+    rows = [[1, 0, 2, 0], [3, 0, 4, 0], [5, 0, 6, 0], [1, 2, 3, 0], [0, 0, 7, 0], [1, 0, 2, 0], [0, 0, 0, 1]]
+    for seq, x in enumerate(rows):
         x = np.array(x, np.float32)
         got = _answer(_run(brick, _batch(ain, aout, seq, x), maps, trusted), aout)
         np.testing.assert_array_equal(got, np.nonzero(x)[0][None, :])
+    assert seen == {"unchecked": 5, "bound": 2}  # bound after the second; one fit, one did not
 
 
 def test_called_directly_the_brick_always_checks(affine) -> None:

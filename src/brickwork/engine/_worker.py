@@ -112,6 +112,9 @@ class _Trusted:
     def __init__(self, brick: Any, limit: int = 256) -> None:
         self.call = getattr(brick, "call_unchecked", None)
         self.bind = self.call is not None and hasattr(brick, "bind_arrays")
+        # layouts whose bound call failed once (an output shape that follows the values): not
+        # bound again, or every other batch of theirs would run twice
+        self.unbindable: set[tuple[TensorRef, ...]] = set()
         self._seen: set[tuple[TensorRef, ...]] = set()
         self._limit = limit
 
@@ -182,6 +185,9 @@ def _run(brick: Any, msg: RunBatch, arenas: _Arenas, trusted: _Trusted) -> Batch
                 bound.call()
             except Exception:  # e.g. an output whose shape depends on the values: unbind, and
                 del arenas.bound[(msg.in_arena, msg.out_arena, msg.inputs)]  # run it plainly
+                if len(trusted.unbindable) >= 256:
+                    trusted.unbindable.clear()
+                trusted.unbindable.add(msg.inputs)
             else:
                 return BatchDone(msg.seq, bound.outputs, {}, time.perf_counter() - t0,
                                  bound.copied, bound.needed)
@@ -225,7 +231,8 @@ def _run(brick: Any, msg: RunBatch, arenas: _Arenas, trusted: _Trusted) -> Batch
             pickled[name] = arr
             overflow += nbytes + ALIGN
     done = BatchDone(msg.seq, tuple(refs), pickled, compute_s, copied, at + overflow)
-    if call is not None and trusted.bind and ain is not None and aout is not None:
+    if (call is not None and trusted.bind and ain is not None and aout is not None
+            and msg.inputs not in trusted.unbindable):
         _bind(brick, msg, ain, aout, done, arenas)  # a layout trusted and answered twice
     return done
 
