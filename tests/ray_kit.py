@@ -37,16 +37,16 @@ def ray_cluster() -> Iterator[str]:
     finally:
         ray.shutdown()
         deadline = time.monotonic() + 15
-        while _processes_mentioning(temp) and time.monotonic() < deadline:
+        while processes_mentioning(temp) and time.monotonic() < deadline:
             time.sleep(0.2)
-        left = _processes_mentioning(temp)
+        left = processes_mentioning(temp)
         for pid in left:  # ray.shutdown() stops what it started; anything still there is a leak
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
         assert not left, f"Ray processes outlived ray.shutdown(): {left}"
 
 
-def _processes_mentioning(text: str) -> list[int]:
+def processes_mentioning(text: str) -> list[int]:
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:

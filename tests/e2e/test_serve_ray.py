@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tests.e2e.serve_helpers import start, stop, write_models
+from tests.ray_kit import processes_mentioning as _mentioning
 
 httpclient = pytest.importorskip("tritonclient.http")
 
@@ -86,13 +87,3 @@ def test_a_private_instance_stops_on_sigterm_and_leaves_no_session_folder(tmp_pa
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
-
-def _mentioning(text: str) -> list[int]:
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if text.encode() in cmdline.read_bytes():
-                pids.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return pids

@@ -165,3 +165,36 @@ def test_the_workers_channel_reads_frames_split_anywhere_and_larger_than_a_read(
     finally:
         thread.join(10)
         os.close(r)
+
+
+def test_a_replaced_arena_is_never_read_through_views_cached_before() -> None:
+    """The worker caches its input views per batch layout. The same small layout comes back
+    after the request arena was replaced by a larger one (a new segment, the old one forgotten):
+    every small batch must be read from the arena it was written to, never through a view of
+    the old one (which the cached view would keep mapped, holding the old batch's numbers)."""
+    node = bw.function(eb.scale, name="scale", batch=True, inputs=[("x", "FP32", (-1, 4))],
+                       outputs=[("y", "FP32", (-1, 4))], worker="process",
+                       batching=bw.Batching(max_batch_size=1))
+
+    async def main() -> None:
+        async with node.compile() as pipeline:
+            (replica,) = pipeline._executor.stages["scale"].replicas
+            before = {n for slot in replica._slots for n in slot.names()}
+            value = 0.0
+            for big in (300_000, 700_000, 1_500_000):  # 4.8, 11, 24 MB: each grows the arenas
+                for _ in range(3):  # one at a time: the same one-row layout, new numbers each
+                    value += 1
+                    out = await asyncio.wait_for(pipeline.ainfer({"x": np.full((1, 4), value, np.float32)}), 30)
+                    np.testing.assert_array_equal(out["y"], np.full((1, 4), 2 * value, np.float32))
+                x = np.random.default_rng(int(value)).random((big, 4), dtype=np.float32)
+                both = await asyncio.wait_for(asyncio.gather(  # two at once: both slots grow
+                    pipeline.ainfer({"x": x}), pipeline.ainfer({"x": x + 1})), 60)
+                np.testing.assert_array_equal(both[0]["y"], x * 2)
+                np.testing.assert_array_equal(both[1]["y"], (x + 1) * 2)
+            after = {n for slot in replica._slots for n in slot.names()}
+            assert not before & after  # the request arenas really were replaced
+            stats = pipeline.stats()["stages"]["scale"]
+            assert stats["restarts"] == 0 and stats["errors"] == {}, stats
+
+    asyncio.run(main())
+    assert not _shm_left()

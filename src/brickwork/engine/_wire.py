@@ -36,6 +36,7 @@ __all__ = ["Channel", "decode", "encode", "frame"]
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
 _RUN = struct.Struct("<cqHHH")  # kind, seq, len(in_arena), len(out_arena), tensors
+_SEQ = struct.Struct("<cq")  # kind, seq: the part of a batch's head that changes per batch
 _DONE = struct.Struct("<cqdqqH")  # kind, seq, compute_s, copied, out_needed, tensors
 _REF = struct.Struct("<qcBHB")  # offset, arena ("i"/"o"), ndim, len(name), len(dtype)
 _ARENA = {"in": b"i", "out": b"o"}
@@ -46,6 +47,10 @@ _CACHED = 256
 # same few layouts, so decoding is mostly one dict lookup instead of building TensorRefs
 _runs: dict[bytes, tuple[str, str, tuple[TensorRef, ...]]] = {}
 _dones: dict[bytes, tuple[TensorRef, ...]] = {}
+# and the other way, what follows the fixed head of a batch (its arenas and refs) and of an
+# answer (its refs) -> their bytes: encoding is mostly a lookup and one ``pack`` too
+_run_tails: dict[tuple[str, str, tuple[TensorRef, ...]], bytes] = {}
+_done_tails: dict[tuple[TensorRef, ...], bytes] = {}
 
 
 def frame(payload: bytes | bytearray | memoryview) -> bytes:
@@ -80,7 +85,7 @@ def _read_refs(buf: Any, at: int, count: int) -> tuple[tuple[TensorRef, ...], in
     return tuple(refs), at
 
 
-def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> Any:
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
     if len(cache) >= _CACHED:
         cache.clear()
     cache[key] = value
@@ -91,14 +96,22 @@ def encode(msg: Any) -> bytes:
     """One message's payload (without the length header)."""
     kind = type(msg)
     if kind is RunBatch and not msg.pickled:
-        ain, aout = msg.in_arena.encode(), msg.out_arena.encode()
-        parts = [_RUN.pack(b"B", msg.seq, len(ain), len(aout), len(msg.inputs)), ain, aout]
-        _refs(parts, msg.inputs)
-        return b"".join(parts)
+        key = (msg.in_arena, msg.out_arena, msg.inputs)
+        rest = _run_tails.get(key)
+        if rest is None:
+            ain, aout = msg.in_arena.encode(), msg.out_arena.encode()
+            parts = [_RUN.pack(b"B", 0, len(ain), len(aout), len(msg.inputs))[_SEQ.size:], ain, aout]
+            _refs(parts, msg.inputs)
+            rest = _remember(_run_tails, key, b"".join(parts))
+        return _SEQ.pack(b"B", msg.seq) + rest
     if kind is BatchDone and not msg.pickled:
-        parts = [_DONE.pack(b"D", msg.seq, msg.compute_s, msg.copied, msg.out_needed, len(msg.outputs))]
-        _refs(parts, msg.outputs)
-        return b"".join(parts)
+        head = _DONE.pack(b"D", msg.seq, msg.compute_s, msg.copied, msg.out_needed, len(msg.outputs))
+        tail = _done_tails.get(msg.outputs)
+        if tail is None:
+            parts = []
+            _refs(parts, msg.outputs)
+            tail = _remember(_done_tails, msg.outputs, b"".join(parts))
+        return head + tail
     return b"P" + pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
 
 
