@@ -42,6 +42,10 @@ def ray_cluster() -> Iterator[str]:
         left = processes_mentioning(temp)
         for pid in left:  # ray.shutdown() stops what it started; anything still there is a leak
             os.kill(pid, signal.SIGKILL)
+        # Ray's agents (renamed ``ray::DashboardAgent``, so not found by command line) poll for
+        # their raylet and linger up to a minute after it: they are this instance's, stop them
+        for pid in processes_holding(temp):
+            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
         assert not left, f"Ray processes outlived ray.shutdown(): {left}"
 
@@ -52,6 +56,20 @@ def processes_mentioning(text: str) -> list[int]:
         try:
             if text.encode() in cmdline.read_bytes():
                 pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def processes_holding(path: str) -> list[int]:
+    """Processes (not this one) with a file open under ``path``."""
+    pids = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        if int(fds.parent.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd).startswith(path) for fd in fds.iterdir()):
+                pids.append(int(fds.parent.name))
         except OSError:
             continue
     return pids

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -88,10 +89,15 @@ def _remove_sessions() -> None:
     if ray.is_initialized():  # Ray was imported before connect(): its handler has not run yet
         ray.shutdown()
     for session in _SESSIONS:
-        needle = session.encode()
         deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and _mentioning(needle):
+        while time.monotonic() < deadline and _processes_of(session):
             time.sleep(0.1)
+        # Ray's dashboard and runtime-env agents, renamed (``ray::DashboardAgent``) and orphaned
+        # when the raylet stops, poll for it and lingered ~1 min here: the instance was ours, so
+        # what still holds its files goes now
+        for pid in _processes_of(session):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(session, ignore_errors=True)
         latest = os.path.join(os.path.dirname(session), "session_latest")
         if os.path.islink(latest) and os.path.realpath(latest) == os.path.realpath(session):
@@ -99,17 +105,26 @@ def _remove_sessions() -> None:
                 os.unlink(latest)
 
 
-def _mentioning(needle: bytes) -> bool:
-    """Is a process still running whose command line names ``needle`` (Ray's raylet, GCS, …)?"""
+def _processes_of(session: str) -> list[int]:
+    """The processes of a Ray session: those whose command line names its folder (raylet, GCS,
+    workers) or that hold a file open in it (the agents, whose command line Ray rewrites)."""
+    needle, me, pids = session.encode(), os.getpid(), []
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(os.path.join(entry.path, "cmdline"), "rb") as f:
-                    if needle in f.read():
-                        return True
-            except OSError:
-                continue
-    return False
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(os.path.join(entry.path, "cmdline"), "rb") as f:
+                if needle in f.read():
+                    pids.append(int(entry.name))
+                    continue
+            fds = os.path.join(entry.path, "fd")
+            for fd in os.listdir(fds):
+                if os.readlink(os.path.join(fds, fd)).startswith(session):
+                    pids.append(int(entry.name))
+                    break
+        except OSError:
+            continue
+    return pids
 
 
 def namespace_of(plan: p.Plan) -> str:
