@@ -72,3 +72,24 @@ def test_descriptions_reach_the_schema_and_images_decode(tmp_path: Path) -> None
 def test_a_description_of_no_tensor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"descriptions name \['levle'\]"):
         _parse(tmp_path, YAML.replace("DESCRIBED", "levle")).compile()
+
+
+def test_an_image_bomb_is_refused_from_its_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3,000 x 2,000 black pixels compress to a few KiB of PNG; the cap is lowered so the test
+    # stays small, and the refusal comes from the header, before any pixel is decoded
+    import brickwork.server._tools as tools
+
+    monkeypatch.setattr(tools, "MAX_IMAGE_PIXELS", 1_000_000)
+    bomb = _png(np.zeros((2000, 3000), dtype=np.uint8))
+    assert len(bomb) < 100_000
+    decoded: list[object] = []
+    monkeypatch.setattr(Image.Image, "convert", lambda *a, **k: decoded.append(a) or None)
+    pipe = _parse(tmp_path, YAML.replace("DESCRIBED", "level")).compile()
+
+    async def run() -> None:
+        async with pipe:
+            with pytest.raises(InvalidInput, match=r"3000x2000 pixels, more than 1,000,000"):
+                await call_tool(pipe, {"image": bomb})
+
+    asyncio.run(run())
+    assert decoded == []

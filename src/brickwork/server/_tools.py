@@ -114,6 +114,9 @@ async def call_tool(pipeline: Pipeline, arguments: Mapping[str, Any]) -> dict[st
     return result
 
 
+MAX_IMAGE_PIXELS = 25_000_000  # a 24 MP camera frame fits; decoded RGB at most 75 MB
+
+
 def _decode_image(spec: TensorSpec, value: str, channels: int) -> np.ndarray:
     import base64
     import binascii
@@ -133,6 +136,16 @@ def _decode_image(spec: TensorSpec, value: str, channels: int) -> np.ndarray:
         raise InvalidInput(f"input {spec.name!r}: decoding images needs Pillow (pip install pillow)") from exc
     try:
         with Image.open(io.BytesIO(data)) as image:
+            # the header's size, checked before a pixel is decoded: a few KiB of PNG can
+            # inflate to gigabytes (Pillow's own bomb limit is ~179 M pixels)
+            width, height = image.size
+            for axis, (want, got) in enumerate(zip(spec.shape[1:3], (height, width), strict=False)):
+                if want != -1 and want != got:
+                    raise InvalidInput(f"input {spec.name!r}: image {'height' if axis == 0 else 'width'} "
+                                       f"is {got}, the pipeline takes {want}")
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InvalidInput(f"input {spec.name!r}: image of {width}x{height} pixels, more than "
+                                   f"{MAX_IMAGE_PIXELS:,} (brickwork.server._tools.MAX_IMAGE_PIXELS)")
             pixels = np.asarray(image.convert({0: "L", 1: "L", 3: "RGB", 4: "RGBA"}[channels]))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidInput(f"input {spec.name!r}: not an image Pillow reads ({exc})") from exc
