@@ -33,6 +33,13 @@ MiB = 1024 * 1024
 # 0 in most runs. A leak grows with every attack; the long soak (BRICKWORK_SOAK=1, 300 s) checks
 # that trend.
 MAX_GROWTH = 64 * MiB
+# ... or a late step that stays under what the limits allow at once: a gzip bomb is decoded up to
+# --max-body-bytes (64 MiB; this one is 60 MB) and joined (x2), so one attack may lift the
+# allocator's high-water mark by ~128 MiB whenever it first meets other traffic's buffers, early
+# or late in the run; seen twice on fresh clones ending at 195 MiB from 97 and 142, the plateau
+# most runs reach within the warm-up (186 -> 186). A leak passes this bound within a few cycles
+# of the attacks (one bomb per cycle: ~24 in 40 s on the test machine).
+MAX_ABOVE_START = 2 * 64 * MiB + 64 * MiB
 
 pytestmark = pytest.mark.timeout(int(SECONDS * 2 + 120))
 
@@ -187,6 +194,9 @@ def test_valid_traffic_and_probes_are_unharmed_by_hostile_clients(tmp_path, fron
         after_warmup = max(v for t, v in rss if WARMUP_S <= t < SECONDS * 3 / 4)
         last = max(v for t, v in rss if t >= SECONDS * 3 / 4)
         print(f"\n{front}: {answered[0]} valid answered, {attacks[0]} attacks, {len(probes)} probes "
-              f"(max {max(probes) * 1000:.0f} ms), RSS {after_warmup / MiB:.0f} -> {last / MiB:.0f} MiB")
-        assert last - after_warmup < MAX_GROWTH, (after_warmup / MiB, last / MiB)
+              f"(max {max(probes) * 1000:.0f} ms), RSS {rss[0][1] / MiB:.0f} at start, "
+              f"{after_warmup / MiB:.0f} -> {last / MiB:.0f} MiB")
+        start = rss[0][1]
+        assert last - after_warmup < MAX_GROWTH or last - start < MAX_ABOVE_START, (
+            start / MiB, after_warmup / MiB, last / MiB)
         assert s.proc.poll() is None
