@@ -55,6 +55,18 @@ class _Request:
         self.members: dict[str, tuple[str, ...]] | None = None  # deadline ensembles only
 
 
+def bind_args(call: p.Call, env: Tensors) -> Tensors:
+    """A call's arguments: each port's source tensor from ``env`` through its adapters (the
+    interpreter's and the streaming path's form; the compiled single-call path precomputes it)."""
+    args: Tensors = {}
+    for b in call.bindings:
+        value = env[b.source]
+        for adapter in b.adapters:
+            value = adapter.apply(value)
+        args[b.port] = value
+    return args
+
+
 class Executor:
     def __init__(self, plan: p.Plan, stages: Mapping[str, StageRunner]) -> None:
         self.plan = plan
@@ -305,12 +317,7 @@ class Executor:
         self._reach(call.stage, req)
         if req.deadline is not None and time.monotonic() >= req.deadline:
             raise DeadlineExceeded(f"deadline passed before stage {call.stage!r}")
-        args: Tensors = {}
-        for b in call.bindings:
-            value = env[b.source]
-            for adapter in b.adapters:
-                value = adapter.apply(value)
-            args[b.port] = value
+        args = bind_args(call, env)
         empty = self._empty[call.stage]
         out = (empty if empty is not None and _no_items(args)
                else await self.stages[call.stage].submit(args, req.deadline))

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, RequestError
 from ..plan import Call, Ladder, PlanStep, Seq, StreamSplit, is_streaming, stream_split
 from ..spec import Tensors
-from ._executor import Executor, InferResult, _Request
+from ._executor import Executor, InferResult, _Request, bind_args
 
 __all__ = ["stream_plan"]
 
@@ -63,12 +63,7 @@ async def stream_plan(executor: Executor, inputs: Tensors, *, parameters: Mappin
 
 def _open(executor: Executor, call: Call, env: Tensors, parameters: Mapping[str, Any]
           ) -> AsyncGenerator[Tensors, None]:
-    args: Tensors = {}
-    for b in call.bindings:
-        value = env[b.source]
-        for adapter in b.adapters:
-            value = adapter.apply(value)
-        args[b.port] = value
+    args = bind_args(call, env)
     brick: Any = executor.plan.stages[call.stage].brick
     if is_streaming(brick):
         return brick.stream(args, parameters)
