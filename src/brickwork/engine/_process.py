@@ -38,10 +38,7 @@ from ..errors import ConfigError, WorkerCrashed
 from ..faults import SupervisedFigures, Supervisor, kill_and_reap
 from ..plan import StagePlan
 from ..spec import Tensors
-from ._pipe import WorkerPipe
-from ._replicas import RunResult
-from ._shm import Arena, NoSharedMemory, TensorRef, layout
-from ._worker import (
+from ._messages import (
     BatchDone,
     BatchFailed,
     Forget,
@@ -52,8 +49,11 @@ from ._worker import (
     WorkerFailed,
     WorkerReady,
     WorkerStart,
-    worker_main,
 )
+from ._pipe import WorkerPipe
+from ._replicas import RunResult
+from ._shm import Arena, NoSharedMemory, TensorRef, layout
+from ._worker import worker_main
 
 __all__ = ["ProcessReplica"]
 
