@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from tests.e2e.raw_http import parse_head
 
 
 def children(pid: int) -> list[int]:
@@ -132,12 +133,7 @@ class RawClient:
         while b"\r\n\r\n" not in self.buf:
             self._read()
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
+        status, headers = parse_head(head)
         n = int(headers.get("content-length", "0"))
         while len(self.buf) < n:
             self._read()

@@ -20,12 +20,7 @@ def parse(data: bytes) -> list[Response]:
     out = []
     while b"\r\n\r\n" in data:
         head, rest = data.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
+        status, headers = parse_head(head)
         if headers.get("transfer-encoding", "").lower() == "chunked":
             body, rest = _chunked(rest)
             if body is None:
@@ -39,6 +34,16 @@ def parse(data: bytes) -> list[Response]:
         out.append(Response(status, headers, rest[:length]))
         data = rest[length:]
     return out
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """A response head (without its blank line): the status and the headers, names lowercased."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers
 
 
 def _chunked(data: bytes) -> tuple[bytes | None, bytes]:
